@@ -1,0 +1,195 @@
+/**
+ * Backs up one device: reads the planned chunks from a BlockSource, has workers hash and seal
+ * them, stores new ones in packs, and commits a complete index. Chunks not read are taken from
+ * the parent index (an incremental); every chunk read replaces the parent's entry.
+ */
+import type { BlockSource } from '../device/source.js';
+import type { CodecPool } from '../repo/codec-pool.js';
+import type { PackWriter } from '../repo/pack-writer.js';
+import type { Repository } from '../repo/repository.js';
+import { ENTRY_DATA, ENTRY_ZERO, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexEntry, type IndexHeader } from '../repo/index-file.js';
+import { BufferPool } from './buffer-pool.js';
+import { chunkCount, chunkRange } from './plan.js';
+import { BkpError, InterruptedError } from '../errors.js';
+import { TOOL_VERSION } from '../version.js';
+
+export interface DeviceBackupRequest {
+  repo: Repository;
+  pool: CodecPool;
+  writer: PackWriter;
+  source: BlockSource;
+  identity: DeviceIdentity;
+  backupId: string;
+  kind: 'full' | 'incr';
+  method: IndexHeader['method'];
+  /** The previous backup of this device: unread chunks come from it, read ones use it as a hint. */
+  parent: BackupIndex | null;
+  /** Chunks to read, ascending; undefined = all. */
+  chunks?: readonly number[];
+  snapshot: boolean;
+  cbt: CbtState | null;
+  time: Date;
+  compressionLevel: number;
+  signal?: AbortSignal;
+  onProgress?: (bytesDone: number) => void;
+  /** Called after all data is stored, just before the commit: throw to refuse the commit. */
+  beforeCommit?: () => void | Promise<void>;
+}
+
+export interface DeviceBackupResult {
+  index: BackupIndex;
+  stats: BackupStats;
+}
+
+const ZERO_ID = Buffer.alloc(32);
+
+export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBackupResult> {
+  const started = Date.now();
+  const { repo, pool, writer, source, identity } = req;
+  const chunkSize = repo.config.chunkSize;
+  const size = identity.size;
+  const n = chunkCount(size, chunkSize);
+  const parent = req.parent && req.parent.header.chunkSize === chunkSize && req.parent.header.device.size === size ? req.parent : null;
+  if (req.kind === 'incr' && req.chunks && !parent) throw new Error('an incremental that reads only some chunks needs its parent');
+
+  const packs: string[] = [];
+  const packOrdinals = new Map<string, number>();
+  const ordinal = (packId: string): number => {
+    let o = packOrdinals.get(packId);
+    if (o === undefined) {
+      o = packs.length;
+      packs.push(packId);
+      packOrdinals.set(packId, o);
+    }
+    return o;
+  };
+  const entries: IndexEntry[] = new Array(n);
+  if (parent) {
+    for (let i = 0; i < n; i++) {
+      const e = parent.entries[i]!;
+      entries[i] = e.kind === ENTRY_DATA ? { ...e, packOrdinal: ordinal(parent.packs[e.packOrdinal]!) } : e;
+    }
+  }
+  const stats: BackupStats = { bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, chunksZero: 0, durationMs: 0 };
+
+  const toRead = req.chunks ?? Array.from({ length: n }, (_, i) => i);
+  const bufferCount = pool.size * 4;
+  const buffers = new BufferPool(chunkSize, bufferCount);
+  let failure: unknown;
+  let chain: Promise<void> = Promise.resolve();
+  const inflight = new Set<Promise<void>>();
+
+  const handle = async (i: number, r: Awaited<ReturnType<CodecPool['seal']>>, length: number): Promise<void> => {
+    buffers.release(r.buf);
+    if (r.zero) {
+      entries[i] = { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: length, id: ZERO_ID };
+      stats.chunksZero++;
+      return;
+    }
+    const id = r.id!;
+    const prev = parent?.entries[i];
+    if (!r.envelope) {
+      // the worker saw the parent's id: same chunk at the same place
+      entries[i] = { ...prev!, packOrdinal: ordinal(parent!.packs[prev!.packOrdinal]!) };
+      stats.chunksReused++;
+      return;
+    }
+    const map = await repo.chunkMap();
+    let loc = map.get(id);
+    if (loc) {
+      stats.chunksReused++;
+    } else {
+      loc = await writer.add(id, r.envelope, length);
+      map.add(id, loc);
+      stats.chunksNew++;
+      stats.bytesStored += r.envelope.length;
+    }
+    entries[i] = { kind: ENTRY_DATA, packOrdinal: ordinal(loc.packId), offset: loc.offset, length: loc.length, plainLength: length, id };
+  };
+
+  let done = 0;
+  for (const i of toRead) {
+    if (failure) break;
+    if (req.signal?.aborted) {
+      failure = new InterruptedError('interrupted');
+      break;
+    }
+    const { offset, length } = chunkRange(i, size, chunkSize);
+    let ab: ArrayBuffer;
+    try {
+      ab = await buffers.acquire();
+    } catch {
+      break;
+    }
+    let got: number;
+    try {
+      got = await source.read(Buffer.from(ab), length, offset);
+    } catch (e) {
+      buffers.release(ab);
+      failure = readError(e, source.path, offset);
+      break;
+    }
+    if (got !== length) {
+      buffers.release(ab);
+      failure = new BkpError(`short read from ${source.path} at byte ${offset + got}: the device shrank during the backup`, 1);
+      break;
+    }
+    stats.bytesRead += length;
+    const prev = parent?.entries[i];
+    const hint = prev && prev.kind === ENTRY_DATA ? prev.id : undefined;
+    const p: Promise<void> = pool
+      .seal(ab, length, req.compressionLevel, hint)
+      .then(
+        (r) => {
+          // results are applied one at a time, in completion order; the chain itself never rejects
+          chain = chain
+            .then(() => (failure ? buffers.release(r.buf) : handle(i, r, length)))
+            .catch((e: unknown) => {
+              failure ??= e;
+            });
+          return chain;
+        },
+        (e: unknown) => {
+          failure ??= e;
+          buffers.abort(e); // the buffer died with the worker: wake the reader
+        },
+      )
+      .finally(() => {
+        inflight.delete(p);
+        done += length;
+        req.onProgress?.(done);
+      });
+    inflight.add(p);
+  }
+  await Promise.all(inflight);
+  await chain;
+  if (failure) throw failure;
+
+  await writer.flush();
+  stats.durationMs = Date.now() - started;
+  const header: IndexHeader = {
+    formatVersion: 1,
+    backupId: req.backupId,
+    kind: req.kind,
+    device: identity,
+    time: req.time.toISOString(),
+    toolVersion: TOOL_VERSION,
+    chunkSize,
+    parent: req.parent?.header.backupId ?? null,
+    snapshot: req.snapshot,
+    cbt: req.cbt,
+    method: req.method,
+    stats,
+  };
+  const index: BackupIndex = { header, packs, entries };
+  await req.beforeCommit?.();
+  if (req.signal?.aborted) throw new InterruptedError('interrupted');
+  await repo.commitIndex(index);
+  return { index, stats };
+}
+
+function readError(e: unknown, path: string, offset: number): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EIO') return new BkpError(`I/O error reading ${path} at byte ${offset}`, 1, { cause: e });
+  return e;
+}

@@ -1,0 +1,192 @@
+/** The commands: parse, call the library, render. No logic beyond that. */
+import type { Argv, CommandModule } from 'yargs';
+import { context, type GlobalArgs } from './context.js';
+import { parseSize } from './sizes.js';
+import { openTarget } from '../storage/open.js';
+import { Repository, deviceKeyOf } from '../repo/repository.js';
+import { runBackup } from '../backup/run-backup.js';
+import { runRestore } from '../restore/restore.js';
+import { runVerify } from '../restore/verify.js';
+import { collectGarbage } from '../repo/gc.js';
+import { acquireLock } from '../repo/lock.js';
+import { fmtBytes, fmtDuration } from '../report/reporter.js';
+import { CorruptError, ExitCode } from '../errors.js';
+
+type Args<T> = T & GlobalArgs;
+
+const repoOption = (y: Argv) =>
+  y.option('repo', { type: 'string', describe: 'repository: a local directory (or set BKP_REPO)', default: process.env.BKP_REPO, defaultDescription: '$BKP_REPO' });
+
+export const init: CommandModule<GlobalArgs, Args<{ 'chunk-size'?: string; 'compression-level'?: number }>> = {
+  command: 'init',
+  describe: 'create a new repository',
+  builder: (y) =>
+    repoOption(y)
+      .option('chunk-size', { type: 'string', describe: 'chunk size, 64K to 64M (default 1M)' })
+      .option('compression-level', { type: 'number', describe: 'zstd level, 1 to 19 (default 3)' }) as never,
+  handler: async (a) => {
+    const ctx = context(a);
+    const target = await openTarget(a.repo);
+    const repo = await Repository.init(target, {
+      chunkSize: a['chunk-size'] !== undefined ? parseSize(a['chunk-size'], '--chunk-size') : undefined,
+      compressionLevel: a['compression-level'],
+    });
+    ctx.out(`created repository ${target.location} (chunk size ${fmtBytes(repo.config.chunkSize)}, zstd level ${repo.config.compression.level})`, {
+      repository: target.location,
+      config: repo.config,
+    });
+  },
+};
+
+export const full: CommandModule<GlobalArgs, Args<{ device: string[]; snapshot: boolean; 'compression-level'?: number }>> = {
+  command: 'full',
+  describe: 'back up whole devices (reads every chunk)',
+  builder: (y) =>
+    repoOption(y)
+      .option('device', { type: 'string', array: true, demandOption: true, describe: 'block device or image file to back up (repeat for several)' })
+      .option('snapshot', { type: 'boolean', default: true, describe: 'read through a blksnap snapshot; --no-snapshot reads the device directly' })
+      .option('compression-level', { type: 'number', describe: 'zstd level for this run (default: the repository\'s)' }) as never,
+  handler: async (a) => {
+    const ctx = context(a);
+    const target = await openTarget(a.repo);
+    const res = await runBackup({
+      target,
+      devices: a.device,
+      kind: 'full',
+      snapshot: a.snapshot,
+      compressionLevel: a['compression-level'],
+      signal: ctx.signal,
+      reporter: ctx.reporter,
+    });
+    const lines = [`backup ${res.backupId}`];
+    for (const d of res.devices) {
+      if (!d.ok) {
+        lines.push(`  ${d.device}: FAILED: ${d.error}`);
+        continue;
+      }
+      const s = d.stats!;
+      const rate = s.bytesRead / Math.max(0.001, s.durationMs / 1000);
+      lines.push(
+        `  ${d.device}: ${fmtBytes(s.bytesRead)} read, ${fmtBytes(s.bytesStored)} stored ` +
+          `(${s.chunksNew} new, ${s.chunksReused} already stored, ${s.chunksZero} zero chunks) in ${fmtDuration(s.durationMs)}, ${fmtBytes(rate)}/s`,
+      );
+    }
+    ctx.out(lines.join('\n'), { command: 'full', ...res });
+    const failed = res.devices.filter((d) => !d.ok);
+    if (failed.length === res.devices.length) process.exitCode = failed[0]!.exitCode ?? ExitCode.FAILURE;
+    else if (failed.length) process.exitCode = ExitCode.PARTIAL;
+  },
+};
+
+export const list: CommandModule<GlobalArgs, Args<{ device?: string }>> = {
+  command: 'list',
+  aliases: ['ls'],
+  describe: 'list the backups in a repository',
+  builder: (y) => repoOption(y).option('device', { type: 'string', describe: 'only backups of this device' }) as never,
+  handler: async (a) => {
+    const ctx = context(a);
+    const repo = await Repository.open(await openTarget(a.repo));
+    const rows = [];
+    for (const ref of await repo.listBackups()) {
+      if (a.device !== undefined && ref.deviceKey !== a.device && ref.deviceKey !== deviceKeyOf(a.device)) continue;
+      try {
+        const h = await repo.readIndexHeader(ref);
+        rows.push({
+          backupId: ref.backupId,
+          device: h.device.path,
+          deviceKey: ref.deviceKey,
+          time: h.time,
+          kind: h.kind,
+          size: h.device.size,
+          stored: h.stats.bytesStored,
+          snapshot: h.snapshot,
+          parent: h.parent,
+          fsType: h.device.fsType,
+          fsUuid: h.device.fsUuid,
+        });
+      } catch (e) {
+        if (!(e instanceof CorruptError)) throw e;
+        rows.push({ backupId: ref.backupId, deviceKey: ref.deviceKey, damaged: e.message });
+      }
+    }
+    const text = rows.length
+      ? [
+          ['ID', 'TIME', 'KIND', 'DEVICE', 'SIZE', 'STORED'].join('\t'),
+          ...rows.map((r) =>
+            'damaged' in r
+              ? `${r.backupId}\t-\t-\t${r.deviceKey}\tDAMAGED: ${r.damaged}`
+              : [r.backupId, r.time, r.kind + (r.snapshot ? '' : ' (no snapshot)'), r.device, fmtBytes(r.size), fmtBytes(r.stored)].join('\t'),
+          ),
+        ].join('\n')
+      : 'no backups';
+    ctx.out(text, { backups: rows });
+  },
+};
+
+export const restore: CommandModule<GlobalArgs, Args<{ backup: string; device?: string; to: string; force: boolean }>> = {
+  command: 'restore',
+  describe: 'restore a backup to a block device or an image file',
+  builder: (y) =>
+    repoOption(y)
+      .option('backup', { type: 'string', default: 'latest', describe: 'backup id (or a unique prefix), or latest' })
+      .option('device', { type: 'string', describe: 'which device of the backup (its path or key)' })
+      .option('to', { type: 'string', demandOption: true, describe: 'block device or image file to write' })
+      .option('force', { type: 'boolean', default: false, describe: 'overwrite a target that holds data or a filesystem' }) as never,
+  handler: async (a) => {
+    const ctx = context(a);
+    const repo = await Repository.open(await openTarget(a.repo));
+    const ref = await repo.resolve(a.backup, a.device);
+    const r = await runRestore({ repo, ref, to: a.to, force: a.force, reporter: ctx.reporter, signal: ctx.signal });
+    const rate = r.bytes / Math.max(0.001, r.durationMs / 1000);
+    ctx.out(
+      `restored ${r.header.device.path} from backup ${r.header.backupId} to ${r.to}: ${fmtBytes(r.bytes)} (${fmtBytes(r.zeroBytes)} zeros) in ${fmtDuration(r.durationMs)}, ${fmtBytes(rate)}/s; every chunk verified`,
+      { command: 'restore', backupId: r.header.backupId, device: r.header.device, to: r.to, bytes: r.bytes, zeroBytes: r.zeroBytes, bytesFetched: r.bytesFetched, durationMs: r.durationMs },
+    );
+  },
+};
+
+export const verify: CommandModule<GlobalArgs, Args<{ backup?: string; 'read-data': boolean }>> = {
+  command: 'verify',
+  aliases: ['check'],
+  describe: 'check that backups can be restored',
+  builder: (y) =>
+    repoOption(y)
+      .option('backup', { type: 'string', describe: 'only this backup (id or unique prefix)' })
+      .option('read-data', { type: 'boolean', default: false, describe: 'read, decompress and hash every chunk' }) as never,
+  handler: async (a) => {
+    const ctx = context(a);
+    const repo = await Repository.open(await openTarget(a.repo));
+    const r = await runVerify({ repo, backup: a.backup, readData: a['read-data'], reporter: ctx.reporter });
+    const bad = r.backups.filter((b) => !b.ok);
+    const lines = [
+      `verified ${r.backups.length} backup index(es), ${r.packsChecked} pack(s)` + (a['read-data'] ? `, ${r.chunksChecked} chunk(s), ${fmtBytes(r.bytesRead)} read` : ' (existence and size; --read-data checks content)'),
+      ...bad.map((b) => `DAMAGED ${b.backupId} ${b.deviceKey}: ${b.problems.join('; ')}`),
+      bad.length ? `${bad.length} damaged backup(s)` : 'no damage found',
+    ];
+    ctx.out(lines.join('\n'), { command: 'verify', ok: bad.length === 0, ...r });
+    if (bad.length) process.exitCode = ExitCode.CORRUPT;
+  },
+};
+
+export const gc: CommandModule<GlobalArgs, Args<{ 'dry-run': boolean }>> = {
+  command: 'gc',
+  describe: 'remove packs no backup references (left by failed or pruned backups)',
+  builder: (y) => repoOption(y).option('dry-run', { type: 'boolean', default: false, describe: 'only say what would be removed' }) as never,
+  handler: async (a) => {
+    const ctx = context(a);
+    const target = await openTarget(a.repo);
+    const repo = await Repository.open(target);
+    const lock = await acquireLock(target, 'bkp gc', (m) => ctx.reporter.warn(m));
+    try {
+      const r = await collectGarbage(repo, { dryRun: a['dry-run'] });
+      ctx.out(
+        `${r.dryRun ? 'would remove' : 'removed'} ${r.packsRemoved} pack(s) (${fmtBytes(r.bytesRemoved)}) and ${r.leftoversRemoved} temporary file(s); ${r.packsKept} pack(s) in use`,
+        { command: 'gc', ...r },
+      );
+    } finally {
+      await lock.release();
+    }
+  },
+};
+
+export const all = [init, full, list, restore, verify, gc];

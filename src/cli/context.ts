@@ -1,0 +1,37 @@
+/** What every command gets: how to talk, whether to print JSON, and the stop signal. */
+import { createReporter, type Reporter } from '../report/reporter.js';
+
+export interface GlobalArgs {
+  repo?: string;
+  quiet?: boolean;
+  json?: boolean;
+}
+
+export interface CommandContext {
+  reporter: Reporter;
+  json: boolean;
+  signal: AbortSignal;
+  /** Prints a result on stdout: JSON when --json, else the human text. */
+  out(human: string, json: unknown): void;
+}
+
+const controller = new AbortController();
+export const stopSignal = controller.signal;
+export let stoppedBy: NodeJS.Signals | undefined;
+
+export function stop(sig: NodeJS.Signals): void {
+  stoppedBy ??= sig;
+  controller.abort(new Error(`stopped by ${sig}`));
+}
+
+export function context(args: GlobalArgs): CommandContext {
+  const json = !!args.json;
+  return {
+    reporter: createReporter({ quiet: !!args.quiet }),
+    json,
+    signal: stopSignal,
+    out(human, data) {
+      process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : human.endsWith('\n') || human === '' ? human : `${human}\n`);
+    },
+  };
+}

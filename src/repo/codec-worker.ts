@@ -1,0 +1,79 @@
+/**
+ * Worker thread for the CPU work of backup and restore: SHA-256, zero detection, zstd, envelopes.
+ * Buffers move between threads by transfer, never by copy, and go back to the caller's pool.
+ */
+import { parentPort } from 'node:worker_threads';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type * as ZstdBinding from 'zstd-napi/binding.js';
+import { encodeEnvelopeHeader, ENVELOPE_HEADER_SIZE, FLAG_ZSTD, openEnvelope } from './envelope.js';
+import type { WorkerRequest, WorkerReply } from './codec-protocol.js';
+
+const zstd = createRequire(import.meta.url)('zstd-napi/binding') as typeof ZstdBinding;
+const cctx = new zstd.CCtx();
+const dctx = new zstd.DCtx();
+let scratch = Buffer.alloc(0);
+let zeros = Buffer.alloc(0);
+
+function isZero(b: Buffer): boolean {
+  if (zeros.length < b.length) zeros = Buffer.alloc(b.length);
+  return b.equals(zeros.subarray(0, b.length));
+}
+
+function seal(plain: Buffer, level: number, hint: Uint8Array | undefined): Omit<Extract<WorkerReply, { op: 'seal' }>, 'seq' | 'buf'> {
+  if (isZero(plain)) return { op: 'seal', zero: true };
+  const digest = createHash('sha256').update(plain).digest();
+  const id = new Uint8Array(32);
+  id.set(digest);
+  if (hint && digest.equals(hint)) return { op: 'seal', zero: false, id: id.buffer };
+  const bound = zstd.compressBound(plain.length);
+  if (scratch.length < bound) scratch = Buffer.allocUnsafe(bound);
+  const n = cctx.compress(scratch, plain, level);
+  const compressed = n < plain.length;
+  const payload = compressed ? scratch.subarray(0, n) : plain;
+  const env = new Uint8Array(ENVELOPE_HEADER_SIZE + payload.length);
+  env.set(encodeEnvelopeHeader(digest, compressed ? FLAG_ZSTD : 0, plain.length, payload), 0);
+  env.set(payload, ENVELOPE_HEADER_SIZE);
+  return { op: 'seal', zero: false, id: id.buffer, envelope: env.buffer };
+}
+
+function open(envelope: Uint8Array, dest: Buffer, expectId: Uint8Array, plainLength: number): string | undefined {
+  let env;
+  try {
+    env = openEnvelope(envelope);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  const { header, payload } = env;
+  if (!header.id.equals(expectId)) return 'envelope holds a different chunk than the index names';
+  if (header.plainLength !== plainLength) return `chunk length ${header.plainLength} differs from the index (${plainLength})`;
+  const out = dest.subarray(0, plainLength);
+  if (header.flags & FLAG_ZSTD) {
+    try {
+      const n = dctx.decompress(out, payload);
+      if (n !== plainLength) return `chunk decompressed to ${n} bytes, expected ${plainLength}`;
+    } catch (e) {
+      return `chunk does not decompress: ${(e as Error).message}`;
+    }
+  } else {
+    payload.copy(out);
+  }
+  if (!createHash('sha256').update(out).digest().equals(expectId)) return 'chunk content does not match its SHA-256';
+  return undefined;
+}
+
+parentPort!.on('message', (m: WorkerRequest) => {
+  if (m.op === 'seal') {
+    const r = seal(Buffer.from(m.buf, 0, m.length), m.level, m.hint);
+    const reply: WorkerReply = { ...r, seq: m.seq, buf: m.buf };
+    const transfer: ArrayBuffer[] = [m.buf];
+    if (r.id) transfer.push(r.id);
+    if (r.envelope) transfer.push(r.envelope);
+    parentPort!.postMessage(reply, transfer);
+  } else {
+    const dest = Buffer.from(m.dest);
+    const error = open(new Uint8Array(m.envelope), dest, new Uint8Array(m.expectId), m.plainLength);
+    const reply: WorkerReply = { op: 'open', seq: m.seq, dest: m.dest, error };
+    parentPort!.postMessage(reply, [m.dest]);
+  }
+});

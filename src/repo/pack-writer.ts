@@ -1,0 +1,80 @@
+/**
+ * Gathers sealed envelopes into packs and stores each pack when it is full. Memory is bounded:
+ * at most one pack being filled plus `maxUploads` packs being stored; `add` waits when full.
+ */
+import pLimit from 'p-limit';
+import { encodePackTrailer, newPackId, packKey, type PackEntry } from './pack.js';
+import type { ChunkLocation } from './chunk-map.js';
+import type { Target } from '../storage/target.js';
+
+export class PackWriter {
+  private packId = newPackId();
+  private parts: Buffer[] = [];
+  private entries: PackEntry[] = [];
+  private bytes = 0;
+  private readonly limit;
+  private readonly inflight = new Set<Promise<void>>();
+  private error: unknown;
+  /** Bytes of packs fully stored. */
+  storedBytes = 0;
+  packsWritten = 0;
+
+  constructor(
+    private readonly target: Target,
+    private readonly packSize: number,
+    private readonly maxUploads = 2,
+  ) {
+    this.limit = pLimit(maxUploads);
+  }
+
+  /** Queues an envelope; returns where it will live once the pack is stored. */
+  async add(id: Buffer, envelope: Buffer, plainLength: number): Promise<ChunkLocation> {
+    if (this.error) throw this.error;
+    const loc = { packId: this.packId, offset: this.bytes, length: envelope.length };
+    this.parts.push(envelope);
+    this.entries.push({ id, offset: this.bytes, length: envelope.length, plainLength });
+    this.bytes += envelope.length;
+    if (this.bytes >= this.packSize) await this.seal();
+    return loc;
+  }
+
+  private async seal(): Promise<void> {
+    if (this.entries.length === 0) return;
+    const parts = [...this.parts, encodePackTrailer(this.entries)];
+    const key = packKey(this.packId);
+    const size = parts.reduce((n, p) => n + p.length, 0);
+    this.packId = newPackId();
+    this.parts = [];
+    this.entries = [];
+    this.bytes = 0;
+    // backpressure: wait for a free upload slot before filling the next pack
+    while (this.inflight.size >= this.maxUploads) await Promise.race(this.inflight);
+    const p: Promise<void> = this.limit(() => this.target.put(key, parts)).then(
+      () => {
+        this.storedBytes += size;
+        this.packsWritten++;
+        this.inflight.delete(p);
+      },
+      (e: unknown) => {
+        this.error ??= e;
+        this.inflight.delete(p);
+      },
+    );
+    this.inflight.add(p);
+  }
+
+  /** Stores the partial pack and waits until every pack is durable. Throws the first storage error. */
+  async flush(): Promise<void> {
+    if (!this.error) await this.seal();
+    await Promise.all(this.inflight);
+    if (this.error) throw this.error;
+  }
+
+  /** Forgets the pack being filled (after a failure); stored packs stay for gc. */
+  async abandon(): Promise<void> {
+    this.parts = [];
+    this.entries = [];
+    this.bytes = 0;
+    await Promise.allSettled(this.inflight);
+  }
+}

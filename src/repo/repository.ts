@@ -1,0 +1,169 @@
+/**
+ * A repository on a storage target: its config, its committed backups, and the chunk map used
+ * for dedup. A backup exists when, and only when, its index object exists.
+ */
+import * as path from 'node:path';
+import { CONFIG_KEY, newRepoConfig, parseRepoConfig, type RepoConfig } from './config.js';
+import { ChunkMap } from './chunk-map.js';
+import { decodeIndex, encodeIndex, ENTRY_DATA, indexKey, IndexFormatError, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
+import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
+import { BackupNotFoundError, CorruptError, RepoExistsError, RepoMissingError } from '../errors.js';
+
+export interface BackupRef {
+  backupId: string;
+  deviceKey: string;
+  key: string;
+  size: number;
+}
+
+export class Repository {
+  private chunkMapPromise: Promise<ChunkMap> | undefined;
+
+  private constructor(readonly target: Target, readonly config: RepoConfig) {}
+
+  static async init(target: Target, opts: Parameters<typeof newRepoConfig>[0] = {}): Promise<Repository> {
+    const config = newRepoConfig(opts);
+    for await (const o of target.list('')) {
+      if (o.key === CONFIG_KEY) throw new RepoExistsError(`a bkp repository already exists at ${target.location}`);
+      throw new RepoExistsError(`${target.location} is not empty (found ${o.key}); choose an empty directory or prefix`);
+    }
+    try {
+      await target.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2) + '\n'), { ifAbsent: true });
+    } catch (e) {
+      if (e instanceof ObjectExistsError) throw new RepoExistsError(`a bkp repository already exists at ${target.location}`);
+      throw e;
+    }
+    return new Repository(target, config);
+  }
+
+  static async open(target: Target): Promise<Repository> {
+    let raw: Buffer;
+    try {
+      raw = await target.get(CONFIG_KEY);
+    } catch (e) {
+      if (e instanceof ObjectMissingError) {
+        throw new RepoMissingError(`no bkp repository at ${target.location} (create one with: bkp init --repo ${target.location})`);
+      }
+      throw e;
+    }
+    return new Repository(target, parseRepoConfig(raw, target.location));
+  }
+
+  /** Every committed backup index, oldest first (backup ids sort by time). */
+  async listBackups(): Promise<BackupRef[]> {
+    const out: BackupRef[] = [];
+    for await (const o of this.target.list('backups/')) {
+      const p = parseIndexKey(o.key);
+      if (p) out.push({ ...p, key: o.key, size: o.size });
+    }
+    return out.sort((a, b) => (a.backupId < b.backupId ? -1 : a.backupId > b.backupId ? 1 : a.deviceKey < b.deviceKey ? -1 : 1));
+  }
+
+  async readIndex(ref: Pick<BackupRef, 'backupId' | 'deviceKey'>): Promise<BackupIndex> {
+    const key = indexKey(ref.backupId, ref.deviceKey);
+    let raw: Buffer;
+    try {
+      raw = await this.target.get(key);
+    } catch (e) {
+      if (e instanceof ObjectMissingError) throw new BackupNotFoundError(`backup ${ref.backupId} has no index for device ${ref.deviceKey}`);
+      throw e;
+    }
+    try {
+      return decodeIndex(raw);
+    } catch (e) {
+      if (e instanceof IndexFormatError) throw new CorruptError(`index ${key} is damaged: ${e.message}`);
+      throw e;
+    }
+  }
+
+  /** Only the header, from the first bytes of the index (for listings; not checksummed). */
+  async readIndexHeader(ref: BackupRef): Promise<IndexHeader> {
+    const head = await this.target.get(ref.key, { offset: 0, length: Math.min(ref.size, 64 * 1024) });
+    try {
+      if (!head.subarray(0, 4).equals(INDEX_MAGIC)) throw new Error('bad magic');
+      const len = head.readUInt32LE(8);
+      const json = len + 12 <= head.length ? head.subarray(12, 12 + len) : (await this.target.get(ref.key, { offset: 12, length: len }));
+      return JSON.parse(json.toString('utf8')) as IndexHeader;
+    } catch {
+      throw new CorruptError(`index ${ref.key} is damaged: its header cannot be read`);
+    }
+  }
+
+  /**
+   * The commit point of a backup: the index is written last, atomically, and never replaces an
+   * existing one. Every pack it names must already be durable.
+   */
+  async commitIndex(index: BackupIndex): Promise<void> {
+    await this.target.put(indexKey(index.header.backupId, index.header.device.key), encodeIndex(index), { ifAbsent: true });
+  }
+
+  /** The chunks referenced by committed backups (built on first use, then kept up to date by the writer). */
+  chunkMap(): Promise<ChunkMap> {
+    this.chunkMapPromise ??= (async () => {
+      const map = new ChunkMap();
+      for (const ref of await this.listBackups()) {
+        let idx: BackupIndex;
+        try {
+          idx = await this.readIndex(ref);
+        } catch (e) {
+          // a damaged index only costs dedup against it; verify reports it
+          if (e instanceof CorruptError) continue;
+          throw e;
+        }
+        for (const e of idx.entries) {
+          if (e.kind === ENTRY_DATA) map.add(e.id, { packId: idx.packs[e.packOrdinal]!, offset: e.offset, length: e.length });
+        }
+      }
+      return map;
+    })();
+    return this.chunkMapPromise;
+  }
+
+  /** The newest committed backup of a device, or undefined. */
+  async latestOf(deviceKey: string): Promise<BackupRef | undefined> {
+    const all = (await this.listBackups()).filter((r) => r.deviceKey === deviceKey);
+    return all[all.length - 1];
+  }
+
+  /**
+   * Resolves `--backup ID|latest` and `--device NAME` to one backup index.
+   * NAME may be the device key or the path the device was backed up from.
+   */
+  async resolve(backup: string, device: string | undefined): Promise<BackupRef> {
+    const all = await this.listBackups();
+    if (all.length === 0) throw new BackupNotFoundError(`repository ${this.target.location} has no backups`);
+    let cands = all;
+    if (device !== undefined) {
+      const key = deviceKeyOf(device);
+      cands = all.filter((r) => r.deviceKey === device || r.deviceKey === key);
+      if (cands.length === 0) {
+        const keys = [...new Set(all.map((r) => r.deviceKey))].join(', ');
+        throw new BackupNotFoundError(`no backup of device ${device} in the repository (devices: ${keys})`);
+      }
+    }
+    if (backup !== 'latest') {
+      cands = cands.filter((r) => r.backupId === backup || r.backupId.startsWith(backup));
+      const ids = new Set(cands.map((r) => r.backupId));
+      if (ids.size === 0) throw new BackupNotFoundError(`no backup ${backup}${device ? ` of device ${device}` : ''} in the repository`);
+      if (ids.size > 1) throw new BackupNotFoundError(`backup id ${backup} is ambiguous (${[...ids].join(', ')})`);
+    } else {
+      const last = cands[cands.length - 1]!.backupId;
+      cands = cands.filter((r) => r.backupId === last);
+    }
+    if (cands.length > 1) {
+      throw new BackupNotFoundError(`backup ${cands[0]!.backupId} holds several devices (${cands.map((r) => r.deviceKey).join(', ')}); choose one with --device`);
+    }
+    return cands[0]!;
+  }
+}
+
+/** The name a device has inside a repository: its absolute path, '/' turned into '-'. */
+export function deviceKeyOf(devicePath: string): string {
+  const norm = path.resolve(devicePath).split('/').filter((p) => p && p !== '.').join('-');
+  return norm.replace(/[^A-Za-z0-9._-]/g, '_') || 'root';
+}
+
+export function newBackupId(now = new Date()): string {
+  const t = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${t}-${Math.floor(Math.random() * 0x1000000).toString(16).padStart(6, '0')}`;
+}

@@ -1,0 +1,182 @@
+/**
+ * A repository in a local directory. Atomic put = write a temporary file beside the object,
+ * fsync it, rename (or link, for ifAbsent) into place, fsync the directory.
+ * Files are created 0600 and directories 0700: a repository holds whole disks.
+ */
+import { promises as fs, constants as fsc } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { checkKey, ObjectExistsError, ObjectMissingError, type ByteRange, type ObjectInfo, type PutOptions, type Target } from '../target.js';
+import { fromSystemError, isSystemError } from '../../errors.js';
+
+const TMP_PREFIX = '.tmp-';
+
+export class LocalTarget implements Target {
+  readonly location: string;
+  constructor(readonly root: string) {
+    this.location = path.resolve(root);
+  }
+
+  private file(key: string): string {
+    checkKey(key);
+    return path.join(this.location, ...key.split('/'));
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    try {
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      throw fromSystemError(e, 'repository', this.location);
+    }
+  }
+
+  async put(key: string, body: Uint8Array | readonly Uint8Array[], opts: PutOptions = {}): Promise<void> {
+    const dest = this.file(key);
+    const dir = path.dirname(dest);
+    await this.ensureDir(dir);
+    const tmp = path.join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const parts = body instanceof Uint8Array ? [body] : body;
+    try {
+      const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+      try {
+        // writev takes at most IOV_MAX (1024) buffers per call
+        for (let i = 0; i < parts.length; i += 512) {
+          const slice = parts.slice(i, i + 512);
+          const want = slice.reduce((n, p) => n + p.length, 0);
+          let done = 0;
+          while (done < want) {
+            const { bytesWritten } = await fh.writev(done === 0 ? (slice as Uint8Array[]) : skip(slice, done));
+            done += bytesWritten;
+          }
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      if (opts.ifAbsent) {
+        try {
+          await fs.link(tmp, dest);
+        } catch (e) {
+          if (isSystemError(e, 'EEXIST')) throw new ObjectExistsError(key, this.location);
+          throw e;
+        } finally {
+          await fs.rm(tmp, { force: true });
+        }
+      } else {
+        await fs.rename(tmp, dest);
+      }
+      await syncDir(dir);
+    } catch (e) {
+      await fs.rm(tmp, { force: true }).catch(() => {});
+      throw fromSystemError(e, 'repository', this.location);
+    }
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Buffer> {
+    const f = this.file(key);
+    let fh;
+    try {
+      fh = await fs.open(f, 'r');
+    } catch (e) {
+      if (isSystemError(e, 'ENOENT')) throw new ObjectMissingError(key, this.location);
+      throw fromSystemError(e, 'repository', this.location);
+    }
+    try {
+      if (!range) return await fh.readFile();
+      const buf = Buffer.allocUnsafe(range.length);
+      let done = 0;
+      while (done < range.length) {
+        const { bytesRead } = await fh.read(buf, done, range.length - done, range.offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return done === range.length ? buf : buf.subarray(0, done);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const st = await fs.stat(this.file(key));
+      return st.isFile() ? { key, size: st.size, mtimeMs: st.mtimeMs } : undefined;
+    } catch (e) {
+      if (isSystemError(e, 'ENOENT') || isSystemError(e, 'ENOTDIR')) return undefined;
+      throw fromSystemError(e, 'repository', this.location);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // walk only the directories the prefix can reach
+    const slash = prefix.lastIndexOf('/');
+    const base = slash >= 0 ? prefix.slice(0, slash) : '';
+    yield* this.walk(base, prefix);
+  }
+
+  private async *walk(rel: string, prefix: string): AsyncIterable<ObjectInfo> {
+    let entries;
+    try {
+      entries = await fs.readdir(rel ? path.join(this.location, ...rel.split('/')) : this.location, { withFileTypes: true });
+    } catch (e) {
+      if (isSystemError(e, 'ENOENT') || isSystemError(e, 'ENOTDIR')) return;
+      throw fromSystemError(e, 'repository', this.location);
+    }
+    for (const d of entries) {
+      if (d.name.startsWith(TMP_PREFIX)) continue;
+      const key = rel ? `${rel}/${d.name}` : d.name;
+      if (d.isDirectory()) {
+        if (prefix.startsWith(`${key}/`) || key.startsWith(prefix) || prefix === '') yield* this.walk(key, prefix);
+      } else if (d.isFile() && key.startsWith(prefix)) {
+        const st = await fs.stat(path.join(this.location, ...key.split('/'))).catch(() => undefined);
+        if (st) yield { key, size: st.size, mtimeMs: st.mtimeMs };
+      }
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const f = this.file(key);
+    try {
+      await fs.unlink(f);
+    } catch (e) {
+      if (isSystemError(e, 'ENOENT')) return;
+      throw fromSystemError(e, 'repository', this.location);
+    }
+    await syncDir(path.dirname(f));
+  }
+
+  /** Temporary files left by a crash in the middle of a put. */
+  async removeLeftovers(dryRun: boolean): Promise<number> {
+    let n = 0;
+    const walk = async (dir: string): Promise<void> => {
+      for (const d of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        const p = path.join(dir, d.name);
+        if (d.isDirectory()) await walk(p);
+        else if (d.name.startsWith(TMP_PREFIX)) {
+          n++;
+          if (!dryRun) await fs.rm(p, { force: true });
+        }
+      }
+    };
+    await walk(this.location);
+    return n;
+  }
+}
+
+function skip(parts: readonly Uint8Array[], n: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const p of parts) {
+    if (n >= p.length) { n -= p.length; continue; }
+    out.push(n > 0 ? p.subarray(n) : p);
+    n = 0;
+  }
+  return out;
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

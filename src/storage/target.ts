@@ -1,0 +1,62 @@
+/**
+ * The storage target: the one interface every place a repository can live implements
+ * (local directory, S3). Keys are '/'-separated relative paths. Every target runs the same
+ * conformance suite (test/storage/conformance.ts).
+ */
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Last modification, ms since the epoch. */
+  mtimeMs: number;
+}
+
+export interface PutOptions {
+  /** Fail with ObjectExistsError instead of replacing an existing object. */
+  ifAbsent?: boolean;
+}
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface Target {
+  /** Where this target is, for messages ("/srv/backup", "s3://bucket/prefix"). */
+  readonly location: string;
+  /**
+   * Store an object atomically: a reader sees either the old object (or none) or the whole new
+   * one, never a part; once put resolves, the object is durable.
+   */
+  put(key: string, body: Uint8Array | readonly Uint8Array[], opts?: PutOptions): Promise<void>;
+  /** Read a whole object or a byte range of it. Missing → ObjectMissingError. */
+  get(key: string, range?: ByteRange): Promise<Buffer>;
+  /** Size and time of an object, or undefined when it does not exist. */
+  stat(key: string): Promise<ObjectInfo | undefined>;
+  /** Every object whose key starts with prefix, in no particular order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Remove an object; removing a missing object is not an error. */
+  delete(key: string): Promise<void>;
+  /** Remove what interrupted puts left behind (temporary files, unfinished uploads); returns how many. */
+  removeLeftovers?(dryRun: boolean): Promise<number>;
+}
+
+export class ObjectMissingError extends Error {
+  readonly code = 'ENOENT';
+  constructor(readonly key: string, location: string) {
+    super(`object ${key} is missing from ${location}`);
+  }
+}
+
+export class ObjectExistsError extends Error {
+  readonly code = 'EEXIST';
+  constructor(readonly key: string, location: string) {
+    super(`object ${key} already exists in ${location}`);
+  }
+}
+
+export function checkKey(key: string): void {
+  if (!key || key.startsWith('/') || key.endsWith('/') || key.split('/').some((p) => p === '' || p === '.' || p === '..')) {
+    throw new Error(`invalid storage key ${JSON.stringify(key)}`);
+  }
+}
