@@ -12,6 +12,7 @@ import { BufferPool } from './buffer-pool.js';
 import { chunkCount, chunkRange } from './plan.js';
 import { BkpError, InterruptedError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
+import { crashPoint } from '../faults.js';
 
 export interface DeviceBackupRequest {
   repo: Repository;
@@ -184,7 +185,9 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   const index: BackupIndex = { header, packs, entries };
   await req.beforeCommit?.();
   if (req.signal?.aborted) throw new InterruptedError('interrupted');
+  crashPoint('before-commit');
   await repo.commitIndex(index);
+  crashPoint('after-commit');
   return { index, stats };
 }
 

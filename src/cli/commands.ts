@@ -17,18 +17,20 @@ type Args<T> = T & GlobalArgs;
 const repoOption = (y: Argv) =>
   y.option('repo', { type: 'string', describe: 'repository: a local directory (or set BKP_REPO)', default: process.env.BKP_REPO, defaultDescription: '$BKP_REPO' });
 
-export const init: CommandModule<GlobalArgs, Args<{ 'chunk-size'?: string; 'compression-level'?: number }>> = {
+export const init: CommandModule<GlobalArgs, Args<{ 'chunk-size'?: string; 'pack-size'?: string; 'compression-level'?: number }>> = {
   command: 'init',
   describe: 'create a new repository',
   builder: (y) =>
     repoOption(y)
       .option('chunk-size', { type: 'string', describe: 'chunk size, 64K to 64M (default 1M)' })
+      .option('pack-size', { type: 'string', describe: 'target size of pack objects (default 32M)' })
       .option('compression-level', { type: 'number', describe: 'zstd level, 1 to 19 (default 3)' }) as never,
   handler: async (a) => {
     const ctx = context(a);
     const target = await openTarget(a.repo);
     const repo = await Repository.init(target, {
       chunkSize: a['chunk-size'] !== undefined ? parseSize(a['chunk-size'], '--chunk-size') : undefined,
+      packSize: a['pack-size'] !== undefined ? parseSize(a['pack-size'], '--pack-size') : undefined,
       compressionLevel: a['compression-level'],
     });
     ctx.out(`created repository ${target.location} (chunk size ${fmtBytes(repo.config.chunkSize)}, zstd level ${repo.config.compression.level})`, {

@@ -6,7 +6,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { all } from './commands.js';
 import { stop, stoppedBy } from './context.js';
-import { BkpError, ExitCode } from '../errors.js';
+import { BkpError, ExitCode, UsageError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
 
 function report(e: unknown): number {
@@ -40,7 +40,6 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  let usageError: string | undefined;
   const cli = yargs(argv)
     .scriptName('bkp')
     .usage('bkp: incremental backups of Linux block devices\n\nUsage: bkp <command> [options]')
@@ -55,17 +54,13 @@ export async function main(argv: string[]): Promise<number> {
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .fail((msg, err) => {
       if (err) throw err;
-      usageError = msg;
+      throw new UsageError(`${msg} (see bkp --help)`);
     })
     .exitProcess(false);
   try {
     await cli.parseAsync();
   } catch (e) {
     return report(e);
-  }
-  if (usageError) {
-    process.stderr.write(`bkp: ${usageError}\nbkp: see bkp --help\n`);
-    return ExitCode.USAGE;
   }
   if (stoppedBy) return report(undefined);
   return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.OK;

@@ -6,6 +6,7 @@
 import type { Repository } from './repository.js';
 import { packIdFromKey } from './pack.js';
 import { CorruptError } from '../errors.js';
+import { crashPoint } from '../faults.js';
 
 export interface GcResult {
   packsKept: number;
@@ -38,7 +39,10 @@ export async function collectGarbage(repo: Repository, opts: { dryRun?: boolean 
     }
     result.packsRemoved++;
     result.bytesRemoved += o.size;
-    if (!opts.dryRun) await repo.target.delete(o.key);
+    if (!opts.dryRun) {
+      await repo.target.delete(o.key);
+      crashPoint('gc-deleted');
+    }
   }
   result.leftoversRemoved = (await repo.target.removeLeftovers?.(result.dryRun)) ?? 0;
   return result;

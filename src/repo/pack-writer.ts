@@ -6,6 +6,7 @@ import pLimit from 'p-limit';
 import { encodePackTrailer, newPackId, packKey, type PackEntry } from './pack.js';
 import type { ChunkLocation } from './chunk-map.js';
 import type { Target } from '../storage/target.js';
+import { crashPoint } from '../faults.js';
 
 export class PackWriter {
   private packId = newPackId();
@@ -51,6 +52,7 @@ export class PackWriter {
     while (this.inflight.size >= this.maxUploads) await Promise.race(this.inflight);
     const p: Promise<void> = this.limit(() => this.target.put(key, parts)).then(
       () => {
+        crashPoint('pack-stored');
         this.storedBytes += size;
         this.packsWritten++;
         this.inflight.delete(p);

@@ -23,8 +23,8 @@ export class Repository {
 
   static async init(target: Target, opts: Parameters<typeof newRepoConfig>[0] = {}): Promise<Repository> {
     const config = newRepoConfig(opts);
+    if (await target.stat(CONFIG_KEY)) throw new RepoExistsError(`a bkp repository already exists at ${target.location}`);
     for await (const o of target.list('')) {
-      if (o.key === CONFIG_KEY) throw new RepoExistsError(`a bkp repository already exists at ${target.location}`);
       throw new RepoExistsError(`${target.location} is not empty (found ${o.key}); choose an empty directory or prefix`);
     }
     try {

@@ -1,0 +1,47 @@
+/** Paths and process helpers shared by the tests. */
+import { spawn, execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+
+/** The package root: tests run from dist/test/<dir>/ (or from test/<dir>/). */
+export const ROOT = (() => {
+  let d = path.dirname(fileURLToPath(import.meta.url));
+  while (!d.endsWith(`${path.sep}dist`) && d !== path.dirname(d)) d = path.dirname(d);
+  return d.endsWith(`${path.sep}dist`) ? path.dirname(d) : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+})();
+export const BKP = path.join(ROOT, 'bin', 'bkp.js');
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real bkp command line. */
+export function runBkp(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BKP, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+export function tempDir(prefix = 'bkp-test-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
