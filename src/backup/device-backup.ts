@@ -8,7 +8,8 @@ import type { CodecPool } from '../repo/codec-pool.js';
 import type { PackWriter } from '../repo/pack-writer.js';
 import type { Repository } from '../repo/repository.js';
 import { ENTRY_DATA, ENTRY_ZERO, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexEntry, type IndexHeader } from '../repo/index-file.js';
-import { BufferPool } from './buffer-pool.js';
+import pLimit from 'p-limit';
+import { BufferPool, view, type PoolBuffer } from './buffer-pool.js';
 import { chunkCount, chunkRange } from './plan.js';
 import { BkpError, InterruptedError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
@@ -109,6 +110,17 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   };
 
   let done = 0;
+  // two reads in flight keep the device busy while the previous chunk is being handed over
+  const reads = pLimit(Number(process.env.BKP_READS ?? 2));
+  const readChunk = async (pb: PoolBuffer, offset: number, length: number): Promise<void> => {
+    let got: number;
+    try {
+      got = await source.read(view(pb, length), length, offset);
+    } catch (e) {
+      throw readError(e, source.path, offset);
+    }
+    if (got !== length) throw new BkpError(`short read from ${source.path} at byte ${offset + got}: the device shrank during the backup`, 1);
+  };
   for (const i of toRead) {
     if (failure) break;
     if (req.signal?.aborted) {
@@ -116,43 +128,37 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
       break;
     }
     const { offset, length } = chunkRange(i, size, chunkSize);
-    let ab: ArrayBuffer;
+    let pb: PoolBuffer;
     try {
-      ab = await buffers.acquire();
+      pb = await buffers.acquire();
     } catch {
       break;
     }
-    let got: number;
-    try {
-      got = await source.read(Buffer.from(ab), length, offset);
-    } catch (e) {
-      buffers.release(ab);
-      failure = readError(e, source.path, offset);
-      break;
-    }
-    if (got !== length) {
-      buffers.release(ab);
-      failure = new BkpError(`short read from ${source.path} at byte ${offset + got}: the device shrank during the backup`, 1);
-      break;
-    }
-    stats.bytesRead += length;
     const prev = parent?.entries[i];
     const hint = prev && prev.kind === ENTRY_DATA ? prev.id : undefined;
-    const p: Promise<void> = pool
-      .seal(ab, length, req.compressionLevel, hint)
+    const p: Promise<void> = reads(() => (failure ? Promise.reject(failure) : readChunk(pb, offset, length)))
       .then(
-        (r) => {
-          // results are applied one at a time, in completion order; the chain itself never rejects
-          chain = chain
-            .then(() => (failure ? buffers.release(r.buf) : handle(i, r, length)))
-            .catch((e: unknown) => {
+        () => {
+          stats.bytesRead += length;
+          return pool.seal(pb.ab, pb.offset, length, req.compressionLevel, hint).then(
+            (r) => {
+              // results are applied one at a time, in completion order; the chain itself never rejects
+              chain = chain
+                .then(() => (failure ? buffers.release(r.buf) : handle(i, r, length)))
+                .catch((e: unknown) => {
+                  failure ??= e;
+                });
+              return chain;
+            },
+            (e: unknown) => {
               failure ??= e;
-            });
-          return chain;
+              buffers.abort(e); // the buffer died with the worker: wake the reader
+            },
+          );
         },
         (e: unknown) => {
+          buffers.release(pb.ab);
           failure ??= e;
-          buffers.abort(e); // the buffer died with the worker: wake the reader
         },
       )
       .finally(() => {
@@ -176,13 +182,13 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     time: req.time.toISOString(),
     toolVersion: TOOL_VERSION,
     chunkSize,
-    parent: req.parent?.header.backupId ?? null,
+    parent: req.kind === 'incr' && parent ? parent.header.backupId : null,
     snapshot: req.snapshot,
     cbt: req.cbt,
     method: req.method,
     stats,
   };
-  const index: BackupIndex = { header, packs, entries };
+  const index: BackupIndex = compactPacks({ header, packs, entries });
   await req.beforeCommit?.();
   if (req.signal?.aborted) throw new InterruptedError('interrupted');
   crashPoint('before-commit');
@@ -195,4 +201,21 @@ function readError(e: unknown, path: string, offset: number): unknown {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'EIO') return new BkpError(`I/O error reading ${path} at byte ${offset}`, 1, { cause: e });
   return e;
+}
+
+/** Drops from the pack table the packs no entry uses any more (replaced chunks of the parent). */
+function compactPacks(index: BackupIndex): BackupIndex {
+  const used = new Map<number, number>();
+  const packs: string[] = [];
+  const entries = index.entries.map((e) => {
+    if (e.kind !== ENTRY_DATA) return e;
+    let o = used.get(e.packOrdinal);
+    if (o === undefined) {
+      o = packs.length;
+      packs.push(index.packs[e.packOrdinal]!);
+      used.set(e.packOrdinal, o);
+    }
+    return o === e.packOrdinal ? e : { ...e, packOrdinal: o };
+  });
+  return { header: index.header, packs, entries };
 }

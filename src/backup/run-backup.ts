@@ -2,6 +2,7 @@
  * `bkp full` (and the frame of `bkp incr`): lock the repository, open each device, back it up,
  * commit its index, release everything — whatever happens.
  */
+import * as path from 'node:path';
 import { Repository, deviceKeyOf, newBackupId } from '../repo/repository.js';
 import { acquireLock } from '../repo/lock.js';
 import { CodecPool } from '../repo/codec-pool.js';
@@ -48,7 +49,7 @@ export async function identify(source: BlockSource): Promise<DeviceIdentity> {
   const sig = probeSignature(head);
   return {
     key: deviceKeyOf(source.path),
-    path: source.path,
+    path: path.resolve(source.path),
     size: source.size,
     logicalBlockSize: source.logicalBlockSize,
     fsType: sig?.type ?? null,

@@ -9,6 +9,7 @@ import { deviceInUse } from './mounts.js';
 import { probeSignature, PROBE_BYTES } from './probe.js';
 import { fromSystemError, isSystemError, TargetHasDataError, TargetInUseError, TargetTooSmallError, DeviceMissingError } from '../errors.js';
 import { native } from '../native/index.js';
+import { isAligned, openDirect } from './direct-io.js';
 
 export interface RestoreSink {
   path: string;
@@ -83,11 +84,13 @@ export async function openRestoreSink(target: string, size: number, force: boole
     await fh.close();
     throw e;
   }
+  const direct = await openDirect(target, fsc.O_RDWR).catch(() => null);
+  const block = Math.max(512, facts.logicalBlockSize);
   return {
     path: target,
     kind: 'block',
     capacity: facts.size,
-    write: (b, l, p) => writeAll(fh, b, l, p),
+    write: (b, l, p) => writeAll(direct && isAligned(b, l, p, block) ? direct : fh, b, l, p),
     async zero(position, length) {
       try {
         await native().zeroOut(fh.fd, position, length);
@@ -98,7 +101,10 @@ export async function openRestoreSink(target: string, size: number, force: boole
       }
     },
     sync: () => fh.sync(),
-    close: () => fh.close(),
+    async close() {
+      await direct?.close();
+      await fh.close();
+    },
   };
 }
 

@@ -26,6 +26,8 @@ export interface PointerArg {
 }
 
 export interface NativeBinding {
+  /** The first offset in `buffer` whose memory address is a multiple of `alignment` (for O_DIRECT). */
+  alignedOffset(buffer: ArrayBuffer, alignment: number): number;
   /** BLKGETSIZE64. */
   blockDeviceSize(fd: number): number;
   /** BLKSSZGET, BLKPBSZGET. */

@@ -74,8 +74,8 @@ export class CodecPool {
   }
 
   /** Hash, detect zeros and (unless the id equals `hint`) compress and seal one chunk. */
-  async seal(buf: ArrayBuffer, length: number, level: number, hint?: Buffer): Promise<SealResult> {
-    const req: WorkerRequest = { op: 'seal', seq: ++this.seq, buf, length, level };
+  async seal(buf: ArrayBuffer, offset: number, length: number, level: number, hint?: Buffer): Promise<SealResult> {
+    const req: WorkerRequest = { op: 'seal', seq: ++this.seq, buf, offset, length, level };
     if (hint) req.hint = new Uint8Array(hint);
     const r = (await this.send(req, [buf])) as Extract<WorkerReply, { op: 'seal' }>;
     return {
@@ -86,10 +86,10 @@ export class CodecPool {
     };
   }
 
-  /** Check, decompress and verify one envelope into `dest`. The envelope's buffer is consumed. */
-  async open(envelope: ArrayBuffer, dest: ArrayBuffer, expectId: Buffer, plainLength: number): Promise<OpenResult> {
+  /** Check, decompress and verify one envelope into `dest` at `destOffset`. The envelope's buffer is consumed. */
+  async open(envelope: ArrayBuffer, dest: ArrayBuffer, destOffset: number, expectId: Buffer, plainLength: number): Promise<OpenResult> {
     const idCopy = new Uint8Array(expectId).buffer;
-    const r = (await this.send({ op: 'open', seq: ++this.seq, envelope, dest, expectId: idCopy, plainLength }, [envelope, dest, idCopy])) as Extract<
+    const r = (await this.send({ op: 'open', seq: ++this.seq, envelope, dest, destOffset, expectId: idCopy, plainLength }, [envelope, dest, idCopy])) as Extract<
       WorkerReply,
       { op: 'open' }
     >;

@@ -1,8 +1,8 @@
 /** Messages between the codec pool and its workers (see codec-worker.ts). */
 
 export type WorkerRequest =
-  | { op: 'seal'; seq: number; buf: ArrayBuffer; length: number; level: number; hint?: Uint8Array }
-  | { op: 'open'; seq: number; envelope: ArrayBuffer; dest: ArrayBuffer; expectId: ArrayBuffer; plainLength: number };
+  | { op: 'seal'; seq: number; buf: ArrayBuffer; offset: number; length: number; level: number; hint?: Uint8Array }
+  | { op: 'open'; seq: number; envelope: ArrayBuffer; dest: ArrayBuffer; destOffset: number; expectId: ArrayBuffer; plainLength: number };
 
 export type WorkerReply =
   | { op: 'seal'; seq: number; buf: ArrayBuffer; zero: boolean; id?: ArrayBuffer; envelope?: ArrayBuffer }

@@ -64,14 +64,14 @@ function open(envelope: Uint8Array, dest: Buffer, expectId: Uint8Array, plainLen
 
 parentPort!.on('message', (m: WorkerRequest) => {
   if (m.op === 'seal') {
-    const r = seal(Buffer.from(m.buf, 0, m.length), m.level, m.hint);
+    const r = seal(Buffer.from(m.buf, m.offset, m.length), m.level, m.hint);
     const reply: WorkerReply = { ...r, seq: m.seq, buf: m.buf };
     const transfer: ArrayBuffer[] = [m.buf];
     if (r.id) transfer.push(r.id);
     if (r.envelope) transfer.push(r.envelope);
     parentPort!.postMessage(reply, transfer);
   } else {
-    const dest = Buffer.from(m.dest);
+    const dest = Buffer.from(m.dest, m.destOffset);
     const error = open(new Uint8Array(m.envelope), dest, new Uint8Array(m.expectId), m.plainLength);
     const reply: WorkerReply = { op: 'open', seq: m.seq, dest: m.dest, error };
     parentPort!.postMessage(reply, [m.dest]);

@@ -123,6 +123,7 @@ export function decodeIndex(b: Buffer): BackupIndex {
   if (!b.subarray(0, 4).equals(INDEX_MAGIC)) throw new IndexFormatError('bad index magic');
   const version = b.readUInt16LE(4);
   if (version !== INDEX_VERSION) throw new IndexFormatError(`unsupported index version ${version}`);
+  if (b.readUInt16LE(6) !== 0) throw new IndexFormatError(`unknown index flags 0x${b.readUInt16LE(6).toString(16)}`);
   const body = b.subarray(0, b.length - 32);
   if (!createHash('sha256').update(body).digest().equals(b.subarray(b.length - 32))) {
     throw new IndexFormatError('index checksum mismatch');
@@ -152,6 +153,7 @@ export function decodeIndex(b: Buffer): BackupIndex {
   for (let i = 0; i < ecount; i++, o += INDEX_ENTRY_SIZE) {
     const kind = body.readUInt8(o);
     if (kind !== ENTRY_ZERO && kind !== ENTRY_DATA) throw new IndexFormatError(`entry ${i} has unknown kind ${kind}`);
+    if (body.readUIntLE(o + 1, 3) !== 0) throw new IndexFormatError(`entry ${i} has non-zero reserved bytes`);
     const e: IndexEntry = {
       kind,
       packOrdinal: body.readUInt32LE(o + 4),

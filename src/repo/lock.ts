@@ -1,13 +1,21 @@
 /**
- * One writer per repository: backups, gc and prune hold the `lock` object while they change the
- * repository. Readers (list, restore, verify) take no lock. A lock left by a process that died on
- * this host is taken over with a warning.
+ * One writer per repository: backups and gc hold the repository lock while they change it.
+ * Readers (list, restore, verify) take no lock.
+ *
+ * The lock is a sequence of objects `locks/<generation>` (12 digits). The newest generation is
+ * the lock's state: `held` by a process, or `released`. To take the lock, a process creates the
+ * next generation with a create-only put — of two racing processes exactly one succeeds — and then
+ * checks that no newer generation exists (a process that worked from an old listing backs off).
+ * Releasing overwrites one's own generation with `released`; generations are never reused, so a
+ * slow process can never take a lock that someone else took after it looked. A lock held by a
+ * process that died on this host is taken over with a warning. Works unchanged on object stores.
  */
 import * as os from 'node:os';
 import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
 import { LockedError } from '../errors.js';
 
-export const LOCK_KEY = 'lock';
+export const LOCKS_PREFIX = 'locks/';
+const KEEP_GENERATIONS = 16;
 
 export interface LockInfo {
   host: string;
@@ -16,9 +24,18 @@ export interface LockInfo {
   command: string;
 }
 
+interface LockRecord extends LockInfo {
+  state: 'held' | 'released';
+}
+
 export interface RepoLock {
   info: LockInfo;
+  generation: number;
   release(): Promise<void>;
+}
+
+export function lockKey(generation: number): string {
+  return `${LOCKS_PREFIX}${String(generation).padStart(12, '0')}`;
 }
 
 function alive(pid: number): boolean {
@@ -30,38 +47,65 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Generations present, newest first. */
+export async function lockGenerations(target: Target): Promise<number[]> {
+  const gens: number[] = [];
+  for await (const o of target.list(LOCKS_PREFIX)) {
+    const m = /^locks\/(\d{12})$/.exec(o.key);
+    if (m) gens.push(Number(m[1]));
+  }
+  return gens.sort((a, b) => b - a);
+}
+
+async function readRecord(target: Target, gen: number): Promise<LockRecord | 'missing' | 'unreadable'> {
+  try {
+    const r = JSON.parse((await target.get(lockKey(gen))).toString('utf8')) as LockRecord;
+    return r && typeof r.pid === 'number' && typeof r.host === 'string' ? r : 'unreadable';
+  } catch (e) {
+    return e instanceof ObjectMissingError ? 'missing' : 'unreadable';
+  }
+}
+
 export async function acquireLock(target: Target, command: string, warn: (msg: string) => void): Promise<RepoLock> {
   const info: LockInfo = { host: os.hostname(), pid: process.pid, startedAt: new Date().toISOString(), command };
-  const body = Buffer.from(JSON.stringify(info) + '\n');
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      await target.put(LOCK_KEY, body, { ifAbsent: true });
-      let released = false;
-      return {
-        info,
-        release: async () => {
-          if (released) return;
-          released = true;
-          await target.delete(LOCK_KEY);
-        },
-      };
-    } catch (e) {
-      if (!(e instanceof ObjectExistsError)) throw e;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const gens = await lockGenerations(target);
+    const top = gens[0] ?? 0;
+    if (top > 0) {
+      const rec = await readRecord(target, top);
+      if (rec === 'missing') continue; // cleaned up meanwhile: look again
+      if (rec === 'unreadable') throw new LockedError(`repository ${target.location} is locked by an unknown process (lock object ${lockKey(top)} is unreadable)`);
+      if (rec.state === 'held') {
+        if (rec.host !== info.host || alive(rec.pid)) {
+          throw new LockedError(`repository ${target.location} is locked by pid ${rec.pid} on ${rec.host} since ${rec.startedAt} (${rec.command})`);
+        }
+        warn(`taking over a stale lock of pid ${rec.pid} (${rec.command}, started ${rec.startedAt}), which is no longer running`);
+      }
     }
-    let holder: LockInfo | undefined;
+    const gen = top + 1;
     try {
-      holder = JSON.parse((await target.get(LOCK_KEY)).toString('utf8')) as LockInfo;
+      await target.put(lockKey(gen), Buffer.from(JSON.stringify({ ...info, state: 'held' } satisfies LockRecord) + '\n'), { ifAbsent: true });
     } catch (e) {
-      if (e instanceof ObjectMissingError) continue; // released meanwhile: try again
-      holder = undefined; // unreadable lock: treat as held by an unknown process
+      if (e instanceof ObjectExistsError) continue; // another process took this generation: look again
+      throw e;
     }
-    if (holder && holder.host === info.host && !alive(holder.pid)) {
-      warn(`taking over a stale lock of pid ${holder.pid} (${holder.command}, started ${holder.startedAt}), which is no longer running`);
-      await target.delete(LOCK_KEY);
+    // a process that listed before a newer generation appeared must not hold the lock
+    const newest = (await lockGenerations(target))[0] ?? gen;
+    if (newest > gen) {
+      await target.delete(lockKey(gen));
       continue;
     }
-    const who = holder ? `pid ${holder.pid} on ${holder.host} since ${holder.startedAt} (${holder.command})` : 'an unknown process (the lock object is unreadable)';
-    throw new LockedError(`repository ${target.location} is locked by ${who}`);
+    for (const old of gens.filter((g) => g <= gen - KEEP_GENERATIONS)) await target.delete(lockKey(old)).catch(() => {});
+    let released = false;
+    return {
+      info,
+      generation: gen,
+      release: async () => {
+        if (released) return;
+        released = true;
+        await target.put(lockKey(gen), Buffer.from(JSON.stringify({ ...info, state: 'released' } satisfies LockRecord) + '\n'));
+      },
+    };
   }
-  throw new LockedError(`repository ${target.location} is locked (could not take the lock after 3 tries)`);
+  throw new LockedError(`repository ${target.location} is locked (other processes kept taking the lock; try again)`);
 }

@@ -157,13 +157,19 @@ export class Repository {
   }
 }
 
-/** The name a device has inside a repository: its absolute path, '/' turned into '-'. */
+/**
+ * The name a device has inside a repository: its absolute path with '/' turned into '-' and every
+ * other character outside [A-Za-z0-9.] written as _XX (hex), so that distinct paths never share a
+ * name and a name never starts with '.' (/dev/sda → dev-sda, /dev/mapper/vg-root → dev-mapper-vg_2droot).
+ */
 export function deviceKeyOf(devicePath: string): string {
-  const norm = path.resolve(devicePath).split('/').filter((p) => p && p !== '.').join('-');
-  return norm.replace(/[^A-Za-z0-9._-]/g, '_') || 'root';
+  const parts = path.resolve(devicePath).split('/').filter((p) => p !== '');
+  const esc = (p: string) =>
+    p.replace(/[^A-Za-z0-9.]/g, (c) => [...Buffer.from(c, 'utf8')].map((b) => `_${b.toString(16).padStart(2, '0')}`).join('')).replace(/^\./, '_2e');
+  return parts.map(esc).join('-') || 'root';
 }
 
 export function newBackupId(now = new Date()): string {
-  const t = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const t = now.toISOString().replace(/[-:]/g, ''); // 20261125T143138.123Z: sorts by time
   return `${t}-${Math.floor(Math.random() * 0x1000000).toString(16).padStart(6, '0')}`;
 }

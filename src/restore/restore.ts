@@ -6,7 +6,7 @@
 import type { Repository, BackupRef } from '../repo/repository.js';
 import { packKey } from '../repo/pack.js';
 import { CodecPool } from '../repo/codec-pool.js';
-import { BufferPool } from '../backup/buffer-pool.js';
+import { BufferPool, view } from '../backup/buffer-pool.js';
 import { openRestoreSink, type RestoreSink } from '../device/sink.js';
 import { planRestore, type PackRead } from './plan.js';
 import { CorruptError, InterruptedError } from '../errors.js';
@@ -116,14 +116,14 @@ async function restoreRead(
     op.chunks.map(async (c) => {
       const dest = await buffers.acquire();
       const env = new Uint8Array(data.subarray(c.at, c.at + c.length)).buffer; // own buffer, to transfer
-      const r = await pool.open(env, dest, c.id, c.plainLength);
+      const r = await pool.open(env, dest.ab, dest.offset, c.id, c.plainLength);
       try {
         if (r.error) {
           throw new CorruptError(
             `chunk ${c.id.toString('hex').slice(0, 16)} in pack ${op.packId} is damaged (${r.error}): device bytes ${c.deviceOffset}-${c.deviceOffset + c.plainLength - 1}`,
           );
         }
-        await sink.write(Buffer.from(r.dest), c.plainLength, c.deviceOffset);
+        await sink.write(view({ ab: r.dest, offset: dest.offset }, c.plainLength), c.plainLength, c.deviceOffset);
         progress(c.plainLength);
       } finally {
         buffers.release(r.dest);

@@ -121,7 +121,7 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
           [...m.values()].map(async (r) => {
             if (r.offset + r.length > data.length) return; // already reported as truncated
             const dest = await buffers.acquire();
-            const res = await pool.open(new Uint8Array(data.subarray(r.offset, r.offset + r.length)).buffer, dest, r.id, r.plainLength);
+            const res = await pool.open(new Uint8Array(data.subarray(r.offset, r.offset + r.length)).buffer, dest.ab, dest.offset, r.id, r.plainLength);
             buffers.release(res.dest);
             chunksChecked++;
             if (res.error) damage(r.users, `chunk ${r.id.toString('hex').slice(0, 16)} in pack ${packId} at offset ${r.offset}: ${res.error}`);

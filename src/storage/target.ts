@@ -55,6 +55,15 @@ export class ObjectExistsError extends Error {
   }
 }
 
+/** A list prefix: '' or a key-like string, possibly ending with '/'. */
+export function checkPrefix(prefix: string): void {
+  if (prefix === '') return;
+  const p = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  if (!p || p.startsWith('/') || p.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    throw new Error(`invalid storage prefix ${JSON.stringify(prefix)}`);
+  }
+}
+
 export function checkKey(key: string): void {
   if (!key || key.startsWith('/') || key.endsWith('/') || key.split('/').some((p) => p === '' || p === '.' || p === '..')) {
     throw new Error(`invalid storage key ${JSON.stringify(key)}`);

@@ -6,7 +6,7 @@
 import { promises as fs, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { checkKey, ObjectExistsError, ObjectMissingError, type ByteRange, type ObjectInfo, type PutOptions, type Target } from '../target.js';
+import { checkKey, checkPrefix, ObjectExistsError, ObjectMissingError, type ByteRange, type ObjectInfo, type PutOptions, type Target } from '../target.js';
 import { fromSystemError, isSystemError } from '../../errors.js';
 
 const TMP_PREFIX = '.tmp-';
@@ -82,6 +82,7 @@ export class LocalTarget implements Target {
       throw fromSystemError(e, 'repository', this.location);
     }
     try {
+      if (!(await fh.stat()).isFile()) throw new ObjectMissingError(key, this.location); // a prefix of other keys
       if (!range) return await fh.readFile();
       const buf = Buffer.allocUnsafe(range.length);
       let done = 0;
@@ -107,6 +108,7 @@ export class LocalTarget implements Target {
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    checkPrefix(prefix);
     // walk only the directories the prefix can reach
     const slash = prefix.lastIndexOf('/');
     const base = slash >= 0 ? prefix.slice(0, slash) : '';
@@ -138,7 +140,8 @@ export class LocalTarget implements Target {
     try {
       await fs.unlink(f);
     } catch (e) {
-      if (isSystemError(e, 'ENOENT')) return;
+      // a directory is a prefix of other keys, not an object
+      if (isSystemError(e, 'ENOENT') || isSystemError(e, 'EISDIR') || isSystemError(e, 'ENOTDIR')) return;
       throw fromSystemError(e, 'repository', this.location);
     }
     await syncDir(path.dirname(f));
