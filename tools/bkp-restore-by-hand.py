@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Restore one device of one bkp backup, written only from docs/format.md (format v1).
 
-    python3 tools/bkp-restore-by-hand.py REPO_DIR BACKUP_ID DEVICE_KEY OUTPUT_FILE
+    python3 tools/bkp-restore-by-hand.py REPO_DIR BACKUP_ID DEVICE OUTPUT_FILE
+    python3 tools/bkp-restore-by-hand.py --device-key PATH
 
-Reads backups/BACKUP_ID/DEVICE_KEY.idx, checks its SHA-256, and writes the device image to
+DEVICE is a device key, or a path containing '/' that is turned into its key (section 3).
+Reads backups/BACKUP_ID/<device key>.idx, checks its SHA-256, and writes the device image to
 OUTPUT_FILE (a new sparse file: zero chunks become holes), checking every envelope's CRC-32 and
 every chunk's SHA-256. Needs only the Python 3 standard library and the `zstd` command.
 """
@@ -24,6 +26,16 @@ class Damaged(Exception):
 
 def u32(b, o):
     return struct.unpack_from('<I', b, o)[0]
+
+
+def device_key(path):
+    """Section 3: the device key of a device path."""
+    def esc(part):
+        out = ''.join(chr(b) if chr(b).isascii() and (chr(b).isalnum() or b == 0x2e) else f'_{b:02x}'
+                      for b in os.fsencode(part))
+        return '_2e' + out[1:] if out.startswith('.') else out
+    parts = [p for p in os.path.abspath(path).split('/') if p]
+    return '-'.join(esc(p) for p in parts) or 'root'
 
 
 def zstd_decompress(payload):
@@ -64,10 +76,10 @@ def read_index(path):
         raise Damaged(f'{path}: entry table does not match the device size')
     entries = []
     for i in range(n):
-        kind, ordinal, offset, length, plain = struct.unpack_from('<B3xIQII', body, o)
+        kind, reserved, ordinal, offset, length, plain = struct.unpack_from('<B3sIQII', body, o)
         chunk_id = body[o + 24:o + 56]
         o += 56
-        if kind not in (0, 1) or plain != min(chunk, size - i * chunk) or (kind == 1 and ordinal >= p):
+        if kind not in (0, 1) or reserved != b'\0\0\0' or plain != min(chunk, size - i * chunk) or (kind == 1 and ordinal >= p):
             raise Damaged(f'{path}: entry {i} is invalid')
         entries.append((kind, ordinal, offset, length, plain, chunk_id))
     return header, packs, entries
@@ -118,11 +130,15 @@ def restore(repo, backup_id, device_key, out_path):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == '--device-key':
+        print(device_key(sys.argv[2]))
+        return
     if len(sys.argv) != 5:
-        sys.exit(__doc__.strip().splitlines()[2].strip())
-    repo, backup_id, device_key, out_path = sys.argv[1:]
+        sys.exit('\n'.join(line.strip() for line in __doc__.strip().splitlines()[2:4]))
+    repo, backup_id, device, out_path = sys.argv[1:]
+    key = device_key(device) if '/' in device else device
     try:
-        header = restore(repo, backup_id, device_key, out_path)
+        header = restore(repo, backup_id, key, out_path)
     except FileExistsError:
         sys.exit(f'{out_path} exists: refusing to overwrite it')
     except (Damaged, OSError, ValueError, KeyError) as e:

@@ -1,6 +1,7 @@
 /**
- * `bkp full` (and the frame of `bkp incr`): lock the repository, open each device, back it up,
- * commit its index, release everything — whatever happens.
+ * `bkp full` and `bkp incr`: lock the repository, take one blksnap snapshot across all devices
+ * (or read them directly with --no-snapshot), back each device up, commit its index, and release
+ * everything — snapshot, difference storage, lock — whatever happens.
  */
 import * as path from 'node:path';
 import { Repository, deviceKeyOf, newBackupId } from '../repo/repository.js';
@@ -8,23 +9,45 @@ import { acquireLock } from '../repo/lock.js';
 import { CodecPool } from '../repo/codec-pool.js';
 import { PackWriter } from '../repo/pack-writer.js';
 import { checkCompressionLevel } from '../repo/config.js';
+import { ENTRY_DATA, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexHeader } from '../repo/index-file.js';
 import { openFileSource } from '../device/file-source.js';
+import { deviceFacts } from '../device/facts.js';
 import { probeSignature, PROBE_BYTES } from '../device/probe.js';
 import type { BlockSource } from '../device/source.js';
-import type { BackupStats, DeviceIdentity } from '../repo/index-file.js';
 import type { Target } from '../storage/target.js';
+import { tryOpenBlksnap, SnapshotSession } from '../blksnap/index.js';
 import { backupDevice } from './device-backup.js';
-import { BkpError, BlksnapUnavailableError, UsageError } from '../errors.js';
+import { chooseIncrementalMethod } from './chain.js';
+import { chunksFromChangedBlocks } from './plan.js';
+import { packIdFromKey } from '../repo/pack.js';
+import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, UsageError } from '../errors.js';
 import type { Reporter } from '../report/reporter.js';
+import { pausePoint } from '../faults.js';
 
 export interface BackupRunOptions {
   target: Target;
   devices: string[];
-  kind: 'full';
+  kind: 'full' | 'incr';
   snapshot: boolean;
+  /** incr: fail (exit 23) instead of reading everything when the chain is not valid. */
+  noFallback?: boolean;
   compressionLevel?: number;
+  blksnapDevice?: string;
+  diffStorageDir: string;
+  diffStorageLimit: number;
   signal?: AbortSignal;
   reporter: Reporter;
+  /** Called with a cleanup that must run even if the process is about to exit (second signal). */
+  onCleanup?: (fn: () => Promise<void>) => void;
+}
+
+export interface IncrementalReport {
+  mode: 'full' | 'cbt' | 'digest';
+  reason: string | null;
+  /** Bytes the CBT map marked as changed (cbt mode). */
+  cbtChangedBytes?: number;
+  /** Bytes of chunks whose content really changed since the parent. */
+  changedBytes: number;
 }
 
 export interface DeviceOutcome {
@@ -36,20 +59,24 @@ export interface DeviceOutcome {
   exitCode?: number;
   stats?: BackupStats;
   size?: number;
+  method?: IncrementalReport;
 }
 
 export interface BackupRunResult {
   backupId: string;
+  kind: 'full' | 'incr';
+  snapshot: boolean;
   devices: DeviceOutcome[];
+  warnings: string[];
 }
 
-export async function identify(source: BlockSource): Promise<DeviceIdentity> {
+export async function identify(source: BlockSource, devicePath: string): Promise<DeviceIdentity> {
   const head = Buffer.alloc(Math.min(PROBE_BYTES, source.size));
   await source.read(head, head.length, 0);
   const sig = probeSignature(head);
   return {
-    key: deviceKeyOf(source.path),
-    path: path.resolve(source.path),
+    key: deviceKeyOf(devicePath),
+    path: path.resolve(devicePath),
     size: source.size,
     logicalBlockSize: source.logicalBlockSize,
     fsType: sig?.type ?? null,
@@ -57,67 +84,165 @@ export async function identify(source: BlockSource): Promise<DeviceIdentity> {
   };
 }
 
+/** The previous backup of a device and, if it cannot serve as a parent, why. */
+async function previousOf(repo: Repository, deviceKey: string, packIds: () => Promise<Set<string>>): Promise<{ index: BackupIndex | null; header: IndexHeader | null; damage: string | null }> {
+  const ref = await repo.latestOf(deviceKey);
+  if (!ref) return { index: null, header: null, damage: null };
+  try {
+    const index = await repo.readIndex(ref);
+    const present = await packIds();
+    const missing = index.packs.find((p) => !present.has(p));
+    return { index, header: index.header, damage: missing ? `pack ${missing} is missing` : null };
+  } catch (e) {
+    if (!(e instanceof CorruptError)) throw e;
+    const header = await repo.readIndexHeader(ref).catch(() => null);
+    return { index: null, header, damage: e.message };
+  }
+}
+
+function changedBytes(index: BackupIndex, parent: BackupIndex | null): number {
+  let n = 0;
+  index.entries.forEach((e, i) => {
+    const p = parent?.entries[i];
+    if (!p || p.kind !== e.kind || (e.kind === ENTRY_DATA && !p.id.equals(e.id))) n += e.plainLength;
+  });
+  return n;
+}
+
 export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult> {
+  const { reporter } = opts;
   if (opts.devices.length === 0) throw new UsageError('name at least one --device');
   const keys = opts.devices.map((d) => deviceKeyOf(d));
   if (new Set(keys).size !== keys.length) throw new UsageError('the same device is named twice');
-  if (opts.snapshot) {
-    throw new BlksnapUnavailableError(
-      'blksnap snapshots are not available in this build; pass --no-snapshot to read the device directly (consistent only if nothing writes to it during the backup)',
-    );
+  if (opts.kind === 'incr' && opts.noFallback && !opts.snapshot) {
+    throw new UsageError('--no-fallback needs a snapshot: without change tracking every incremental reads and compares all chunks');
   }
+  for (const d of opts.devices) await deviceFacts(d, 'device'); // missing or not a device: fail before anything else
   const repo = await Repository.open(opts.target);
   const level = opts.compressionLevel ?? repo.config.compression.level;
   checkCompressionLevel(level);
-  const lock = await acquireLock(opts.target, `bkp ${opts.kind}`, (m) => opts.reporter.warn(m));
-  const pool = new CodecPool();
-  const writer = new PackWriter(opts.target, repo.config.packSize);
+
+  let blksnap: Awaited<ReturnType<typeof tryOpenBlksnap>> = null;
+  if (opts.snapshot) {
+    blksnap = await tryOpenBlksnap({ controlDevice: opts.blksnapDevice });
+    if (!blksnap) {
+      throw new BlksnapUnavailableError(
+        'blksnap module is not loaded (modprobe blksnap, or install blksnap); or pass --no-snapshot to read the devices directly (consistent only if nothing writes to them)',
+      );
+    }
+  }
+  const lock = await acquireLock(opts.target, `bkp ${opts.kind} ${opts.devices.join(' ')}`, (m) => reporter.warn(m));
+  const warnings: string[] = [];
+  const warn = (m: string) => {
+    warnings.push(m);
+    reporter.warn(m);
+  };
+  let session: SnapshotSession | undefined;
+  let pool: CodecPool | undefined;
   const backupId = newBackupId();
   const outcomes: DeviceOutcome[] = [];
   try {
+    if (blksnap) {
+      session = await SnapshotSession.start({
+        blksnap,
+        devices: opts.devices,
+        diffStorageDir: opts.diffStorageDir,
+        diffStorageLimit: opts.diffStorageLimit,
+        onWarning: warn,
+      });
+      const s = session;
+      opts.onCleanup?.(() => s.close());
+      await pausePoint('snapshot-taken');
+    } else {
+      warn(`reading ${opts.devices.join(', ')} directly (--no-snapshot): the backup is consistent only if nothing writes to ${opts.devices.length > 1 ? 'them' : 'it'} meanwhile`);
+    }
+    const time = new Date();
+    pool = new CodecPool();
+    const writer = new PackWriter(opts.target, repo.config.packSize);
+    let packs: Promise<Set<string>> | undefined;
+    const packIds = () =>
+      (packs ??= (async () => {
+        const s = new Set<string>();
+        for await (const o of opts.target.list('packs/')) {
+          const id = packIdFromKey(o.key);
+          if (id) s.add(id);
+        }
+        return s;
+      })());
+
     for (const device of opts.devices) {
       const deviceKey = deviceKeyOf(device);
       let source: BlockSource | undefined;
       try {
-        if (opts.signal?.aborted) throw new BkpError('interrupted', 130);
-        source = await openFileSource(device);
-        const identity = await identify(source);
-        opts.reporter.warn(`reading ${device} directly (--no-snapshot): the backup is consistent only if nothing writes to it meanwhile`);
-        const parentRef = await repo.latestOf(deviceKey);
-        const parent = parentRef ? await repo.readIndex(parentRef).catch(() => null) : null;
-        const phase = opts.reporter.phase(`backup ${device}`, identity.size);
-        const time = new Date();
-        const { stats } = await backupDevice({
+        if (opts.signal?.aborted) throw new BkpError('interrupted', ExitCode.INTERRUPTED);
+        source = session ? session.source(device) : await openFileSource(device);
+        const identity = await identify(source, device);
+        const cbtInfo = session?.cbt(device);
+        const cbt: CbtState | null = cbtInfo
+          ? { generationId: cbtInfo.generationId, snapNumber: cbtInfo.snapNumber, blockSize: cbtInfo.blkSize, blockCount: cbtInfo.blkCount }
+          : null;
+        const prev = await previousOf(repo, deviceKey, packIds);
+        let method: IndexHeader['method'] = { mode: 'full', reason: null };
+        let chunks: number[] | undefined;
+        let cbtChangedBytes: number | undefined;
+        if (opts.kind === 'incr') {
+          const m = chooseIncrementalMethod({ previous: prev.header, previousDamage: prev.damage, current: cbt, deviceSize: identity.size, chunkSize: repo.config.chunkSize });
+          if (m.mode === 'digest' && opts.noFallback) throw new ChainBrokenError(`${device}: cannot back up incrementally: ${m.reason} (--no-fallback)`);
+          method = m;
+          if (m.mode === 'cbt') {
+            const map = await session!.readCbtMap(device);
+            const base = prev.header!.cbt!.snapNumber;
+            chunks = chunksFromChangedBlocks(identity.size, repo.config.chunkSize, cbt!.blockSize, cbt!.blockCount, (b) => map[b]! > base);
+            cbtChangedBytes = 0;
+            for (let b = 0; b < cbt!.blockCount; b++) if (map[b]! > base) cbtChangedBytes += Math.max(0, Math.min(cbt!.blockSize, identity.size - b * cbt!.blockSize));
+          } else {
+            reporter.info(`${device}: reading every chunk and comparing digests: ${m.reason}`);
+          }
+        }
+        const parent = prev.damage ? null : prev.index;
+        const phase = reporter.phase(`${opts.kind} ${device}`, chunks ? chunks.length * repo.config.chunkSize : identity.size);
+        const { index, stats } = await backupDevice({
           repo,
           pool,
           writer,
           source,
           identity,
           backupId,
-          kind: 'full',
-          method: { mode: 'full', reason: null },
+          kind: opts.kind,
+          method,
           parent,
-          snapshot: false,
-          cbt: null,
+          chunks,
+          snapshot: !!session,
+          cbt,
           time,
           compressionLevel: level,
           signal: opts.signal,
           onProgress: (b) => phase.update(b),
+          beforeCommit: session ? () => session!.assertIntact(device) : undefined,
         });
         phase.done();
-        outcomes.push({ device, deviceKey, backupId, ok: true, stats, size: identity.size });
+        outcomes.push({
+          device,
+          deviceKey,
+          backupId,
+          ok: true,
+          stats,
+          size: identity.size,
+          method: { mode: method.mode, reason: method.reason, cbtChangedBytes, changedBytes: changedBytes(index, parent) },
+        });
       } catch (e) {
         if (!(e instanceof BkpError)) throw e;
         outcomes.push({ device, deviceKey, backupId, ok: false, error: e.message, exitCode: e.exitCode });
-        if (e.exitCode === 130 || e.exitCode === 143) throw e;
-        opts.reporter.error(`${device}: ${e.message}`);
+        if (e.exitCode === ExitCode.INTERRUPTED || e.exitCode === ExitCode.TERMINATED) throw e;
+        reporter.error(`${device}: ${e.message}`);
       } finally {
-        await source?.close();
+        if (!session) await source?.close();
       }
     }
   } finally {
-    await pool.close();
+    await session?.close().catch((e: unknown) => reporter.error(`releasing the snapshot: ${(e as Error).message}; run bkp snapshot cleanup`));
+    await pool?.close();
     await lock.release();
   }
-  return { backupId, devices: outcomes };
+  return { backupId, kind: opts.kind, snapshot: !!session, devices: outcomes, warnings };
 }

@@ -1,7 +1,8 @@
 /** The commands: parse, call the library, render. No logic beyond that. */
 import type { Argv, CommandModule } from 'yargs';
-import { context, type GlobalArgs } from './context.js';
+import { context, registerCleanup, type GlobalArgs } from './context.js';
 import { parseSize } from './sizes.js';
+import { status, snapshotCleanup } from './snapshot-commands.js';
 import { openTarget } from '../storage/open.js';
 import { Repository, deviceKeyOf } from '../repo/repository.js';
 import { runBackup } from '../backup/run-backup.js';
@@ -40,44 +41,84 @@ export const init: CommandModule<GlobalArgs, Args<{ 'chunk-size'?: string; 'pack
   },
 };
 
-export const full: CommandModule<GlobalArgs, Args<{ device: string[]; snapshot: boolean; 'compression-level'?: number }>> = {
+type BackupArgs = Args<{
+  device: string[];
+  snapshot: boolean;
+  fallback: boolean;
+  'compression-level'?: number;
+  'blksnap-device'?: string;
+  'diff-storage': string;
+  'diff-storage-limit': string;
+}>;
+
+const backupOptions = (y: Argv) =>
+  repoOption(y)
+    .option('device', { type: 'string', array: true, demandOption: true, describe: 'block device or image file to back up (repeat for several)' })
+    .option('snapshot', { type: 'boolean', default: true, describe: 'read through one blksnap snapshot of all devices; --no-snapshot reads them directly' })
+    .option('compression-level', { type: 'number', describe: "zstd level for this run (default: the repository's)" })
+    .option('blksnap-device', { type: 'string', describe: 'blksnap control device (default /dev/blksnap, else /dev/veeamblksnap)' })
+    .option('diff-storage', { type: 'string', default: '/var/lib/bkp/diff-storage', describe: "directory for the snapshot's difference storage (best on a device not backed up)" })
+    .option('diff-storage-limit', { type: 'string', default: '16G', describe: 'most difference storage the snapshot may use' });
+
+async function backupHandler(kind: 'full' | 'incr', a: BackupArgs): Promise<void> {
+  const ctx = context(a);
+  const target = await openTarget(a.repo);
+  const res = await runBackup({
+    target,
+    devices: a.device,
+    kind,
+    snapshot: a.snapshot,
+    noFallback: kind === 'incr' && a.fallback === false,
+    compressionLevel: a['compression-level'],
+    blksnapDevice: a['blksnap-device'],
+    diffStorageDir: a['diff-storage'],
+    diffStorageLimit: parseSize(a['diff-storage-limit'], '--diff-storage-limit'),
+    signal: ctx.signal,
+    reporter: ctx.reporter,
+    onCleanup: registerCleanup,
+  });
+  const lines = [`${kind} backup ${res.backupId}${res.snapshot ? ' (blksnap snapshot)' : ' (no snapshot)'}`];
+  for (const d of res.devices) {
+    if (!d.ok) {
+      lines.push(`  ${d.device}: FAILED: ${d.error}`);
+      continue;
+    }
+    const s = d.stats!;
+    const rate = s.bytesRead / Math.max(0.001, s.durationMs / 1000);
+    lines.push(
+      `  ${d.device}: ${fmtBytes(s.bytesRead)} read, ${fmtBytes(s.bytesStored)} stored ` +
+        `(${s.chunksNew} new, ${s.chunksReused} already stored, ${s.chunksZero} zero chunks) in ${fmtDuration(s.durationMs)}, ${fmtBytes(rate)}/s`,
+    );
+    const m = d.method!;
+    if (m.mode === 'cbt') {
+      lines.push(`    changed blocks from CBT: ${fmtBytes(m.cbtChangedBytes ?? 0)} marked, ${fmtBytes(s.bytesRead)} read, ${fmtBytes(m.changedBytes)} really changed`);
+    } else if (m.mode === 'digest') {
+      lines.push(`    digest comparison (${m.reason}): ${fmtBytes(m.changedBytes)} changed`);
+    }
+  }
+  ctx.out(lines.join('\n'), { command: kind, ...res });
+  const failed = res.devices.filter((d) => !d.ok);
+  if (failed.length === res.devices.length) process.exitCode = failed[0]!.exitCode ?? ExitCode.FAILURE;
+  else if (failed.length) process.exitCode = ExitCode.PARTIAL;
+}
+
+export const full: CommandModule<GlobalArgs, BackupArgs> = {
   command: 'full',
   describe: 'back up whole devices (reads every chunk)',
+  builder: (y) => backupOptions(y) as never,
+  handler: (a) => backupHandler('full', a),
+};
+
+export const incr: CommandModule<GlobalArgs, BackupArgs> = {
+  command: 'incr',
+  describe: 'back up what changed since the previous backup (CBT map; digest comparison when the chain is broken)',
   builder: (y) =>
-    repoOption(y)
-      .option('device', { type: 'string', array: true, demandOption: true, describe: 'block device or image file to back up (repeat for several)' })
-      .option('snapshot', { type: 'boolean', default: true, describe: 'read through a blksnap snapshot; --no-snapshot reads the device directly' })
-      .option('compression-level', { type: 'number', describe: 'zstd level for this run (default: the repository\'s)' }) as never,
-  handler: async (a) => {
-    const ctx = context(a);
-    const target = await openTarget(a.repo);
-    const res = await runBackup({
-      target,
-      devices: a.device,
-      kind: 'full',
-      snapshot: a.snapshot,
-      compressionLevel: a['compression-level'],
-      signal: ctx.signal,
-      reporter: ctx.reporter,
-    });
-    const lines = [`backup ${res.backupId}`];
-    for (const d of res.devices) {
-      if (!d.ok) {
-        lines.push(`  ${d.device}: FAILED: ${d.error}`);
-        continue;
-      }
-      const s = d.stats!;
-      const rate = s.bytesRead / Math.max(0.001, s.durationMs / 1000);
-      lines.push(
-        `  ${d.device}: ${fmtBytes(s.bytesRead)} read, ${fmtBytes(s.bytesStored)} stored ` +
-          `(${s.chunksNew} new, ${s.chunksReused} already stored, ${s.chunksZero} zero chunks) in ${fmtDuration(s.durationMs)}, ${fmtBytes(rate)}/s`,
-      );
-    }
-    ctx.out(lines.join('\n'), { command: 'full', ...res });
-    const failed = res.devices.filter((d) => !d.ok);
-    if (failed.length === res.devices.length) process.exitCode = failed[0]!.exitCode ?? ExitCode.FAILURE;
-    else if (failed.length) process.exitCode = ExitCode.PARTIAL;
-  },
+    backupOptions(y).option('fallback', {
+      type: 'boolean',
+      default: true,
+      describe: 'when the chain is not valid, read everything and compare digests; --no-fallback fails instead (exit 23)',
+    }) as never,
+  handler: (a) => backupHandler('incr', a),
 };
 
 export const list: CommandModule<GlobalArgs, Args<{ device?: string }>> = {
@@ -191,4 +232,4 @@ export const gc: CommandModule<GlobalArgs, Args<{ 'dry-run': boolean }>> = {
   },
 };
 
-export const all = [init, full, list, restore, verify, gc];
+export const all = [init, full, incr, list, restore, verify, gc, status, snapshotCleanup];

@@ -19,6 +19,19 @@ const controller = new AbortController();
 export const stopSignal = controller.signal;
 export let stoppedBy: NodeJS.Signals | undefined;
 
+const cleanups = new Set<() => Promise<void>>();
+
+/** Work that must happen even when a second signal makes bkp exit at once (releasing a snapshot). */
+export function registerCleanup(fn: () => Promise<void>): void {
+  cleanups.add(fn);
+}
+
+/** Runs the registered cleanups, waiting at most `ms`. */
+export async function runCleanups(ms: number): Promise<void> {
+  const all = Promise.allSettled([...cleanups].map((f) => f()));
+  await Promise.race([all, new Promise((r) => setTimeout(r, ms).unref())]);
+}
+
 export function stop(sig: NodeJS.Signals): void {
   stoppedBy ??= sig;
   controller.abort(new Error(`stopped by ${sig}`));

@@ -5,7 +5,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { all } from './commands.js';
-import { stop, stoppedBy } from './context.js';
+import { runCleanups, stop, stoppedBy } from './context.js';
 import { BkpError, ExitCode, UsageError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
 
@@ -31,8 +31,9 @@ export async function main(argv: string[]): Promise<number> {
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (signals > 1) {
-      process.stderr.write(`bkp: ${sig} again: exiting now\n`);
-      process.exit(sig === 'SIGTERM' ? ExitCode.TERMINATED : ExitCode.INTERRUPTED);
+      process.stderr.write(`bkp: ${sig} again: releasing the snapshot and exiting now\n`);
+      void runCleanups(10_000).finally(() => process.exit(sig === 'SIGTERM' ? ExitCode.TERMINATED : ExitCode.INTERRUPTED));
+      return;
     }
     process.stderr.write(`bkp: ${sig}: stopping (cleaning up; send again to exit at once)\n`);
     stop(sig);

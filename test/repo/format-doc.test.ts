@@ -6,11 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decodeIndex, ENTRY_DATA, ENTRY_ZERO } from '../../src/repo/index-file.js';
+import { decodeIndex, ENTRY_DATA, ENTRY_ZERO, INDEX_ENTRY_SIZE } from '../../src/repo/index-file.js';
+import { deviceKeyOf, newBackupId } from '../../src/repo/repository.js';
 import { ENVELOPE_HEADER_SIZE } from '../../src/repo/envelope.js';
 import { packKey } from '../../src/repo/pack.js';
 
@@ -18,6 +19,7 @@ import { packKey } from '../../src/repo/pack.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const BKP = path.join(ROOT, 'bin', 'bkp.js');
 const TOOL = path.join(ROOT, 'tools', 'bkp-restore-by-hand.py');
+const DOC = readFileSync(path.join(ROOT, 'docs', 'format.md'), 'utf8');
 const KiB = 1024;
 const CHUNK = 64 * KiB;
 
@@ -29,6 +31,17 @@ function bkp(args: string[]): string {
 
 function byHand(repo: string, backupId: string, deviceKey: string, out: string) {
   return spawnSync('python3', [TOOL, repo, backupId, deviceKey, out], { encoding: 'utf8' });
+}
+
+/** The backup id pattern stated in section 3 of the document. */
+const BACKUP_ID_RE = new RegExp(`^${/\(it matches `([^`]+)`\)/.exec(DOC)![1]!}$`);
+
+/** Rewrites an index file in place after `edit`, with a valid SHA-256, so that only the edit is wrong. */
+function tamperIndex(file: string, edit: (b: Buffer) => void): void {
+  const b = readFileSync(file);
+  edit(b);
+  createHash('sha256').update(b.subarray(0, b.length - 32)).digest().copy(b, b.length - 32);
+  writeFileSync(file, b);
 }
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
@@ -130,12 +143,62 @@ test('a second backup (chunks deduplicated against the first) with a zero last c
     assert.notEqual(second.backupId, first.backupId);
     assert.equal(second.stats['chunksNew'], 1);
 
+    // what sections 3, 8 and 11 say about the second backup
+    for (const b of [first, second]) assert.match(b.backupId, BACKUP_ID_RE);
+    assert.equal(second.deviceKey, deviceKeyOf(img));
+    const idxFile = path.join(repo, 'backups', second.backupId, `${second.deviceKey}.idx`);
+    const index = decodeIndex(readFileSync(idxFile));
+    assert.equal(index.header.kind, 'full');
+    assert.equal(index.header.parent, null, 'a full records no parent');
+    assert.equal(index.header.device.path, img);
+    const used = index.entries.filter((e) => e.kind === ENTRY_DATA).map((e) => e.packOrdinal);
+    assert.deepEqual([...new Set(used)], index.packs.map((_, k) => k), 'the pack table lists exactly the packs used, in order of first use');
+    const gens = readdirSync(path.join(repo, 'locks')).sort();
+    assert.ok(gens.length === 2 && gens.every((g) => /^[0-9]{12}$/.test(g)), gens.join(' '));
+    assert.equal((JSON.parse(readFileSync(path.join(repo, 'locks', gens[1]!), 'utf8')) as { state: string }).state, 'released');
+
+    // the tool derives the key from the device path as section 3 says
     const out = path.join(dir, 'restored.img');
-    const r = byHand(repo, second.backupId, second.deviceKey, out);
+    const r = byHand(repo, second.backupId, img, out);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(statSync(out).size, size);
     assert.equal(sha256(out), sha256(img));
+
+    // index flags and entry reserved bytes must be 0: bkp and the tool both refuse otherwise
+    const raw = readFileSync(idxFile);
+    const firstEntry = 20 + raw.readUInt32LE(8) + 16 * index.packs.length;
+    const cases: [string, (b: Buffer) => void][] = [
+      ['flags', (b) => b.writeUInt16LE(1, 6)],
+      ['entry reserved byte', (b) => (b[firstEntry + 5 * INDEX_ENTRY_SIZE + 2] = 1)],
+    ];
+    for (const [what, edit] of cases) {
+      writeFileSync(idxFile, raw);
+      tamperIndex(idxFile, edit);
+      assert.throws(() => decodeIndex(readFileSync(idxFile)), /flags|reserved/, `bkp refuses non-zero ${what}`);
+      const bad = byHand(repo, second.backupId, second.deviceKey, path.join(dir, `bad-${what}.img`));
+      assert.notEqual(bad.status, 0, `the tool refuses non-zero ${what}`);
+      assert.match(bad.stderr, /flags|entry 5 is invalid/);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the names in the document are those the code makes: device keys and backup ids', () => {
+  // the example table of section 3
+  const table = DOC.slice(DOC.indexOf('| path '), DOC.indexOf('\n\n', DOC.indexOf('| path ')));
+  const rows = [...table.matchAll(/^\| `([^`]+)`(?: \/ `([^`]+)`)?\s*\| `([^`]+)`(?: \/ `([^`]+)`)?\s*\|$/gm)];
+  const pairs: [string, string][] = [];
+  for (const m of rows) {
+    pairs.push([m[1]!, m[3]!]);
+    if (m[2] !== undefined) pairs.push([m[2], m[4]!]);
+  }
+  assert.ok(pairs.length >= 6, `found the example table (${pairs.length} rows)`);
+  pairs.push(['/', 'root'], ['/root', 'root'], ['/a b/_x', 'a_20b-_5fx'], ['/dev//./sdb/../sdc', 'dev-sdc']);
+  for (const [p, key] of pairs) {
+    assert.equal(deviceKeyOf(p), key, p);
+    if (hasPython) assert.equal(spawnSync('python3', [TOOL, '--device-key', p], { encoding: 'utf8' }).stdout.trim(), key, `${p} (by hand)`);
+  }
+  assert.match(newBackupId(), BACKUP_ID_RE);
+  assert.match(newBackupId(new Date('2026-11-25T14:27:39.301Z')), /^20261125T142739\.301Z-[0-9a-f]{6}$/);
 });
