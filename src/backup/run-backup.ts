@@ -132,6 +132,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
     }
   }
   const lock = await acquireLock(opts.target, `bkp ${opts.kind} ${opts.devices.join(' ')}`, (m) => reporter.warn(m));
+  await pausePoint('backup-locked');
   const warnings: string[] = [];
   const warn = (m: string) => {
     warnings.push(m);

@@ -11,7 +11,9 @@ import { runVerify } from '../restore/verify.js';
 import { collectGarbage } from '../repo/gc.js';
 import { acquireLock } from '../repo/lock.js';
 import { fmtBytes, fmtDuration } from '../report/reporter.js';
-import { CorruptError, ExitCode } from '../errors.js';
+import { CorruptError, ExitCode, UsageError } from '../errors.js';
+import { planRetention, hasRule, type RetentionPolicy } from '../repo/retention.js';
+import { crashPoint } from '../faults.js';
 
 type Args<T> = T & GlobalArgs;
 
@@ -223,7 +225,7 @@ export const gc: CommandModule<GlobalArgs, Args<{ 'dry-run': boolean }>> = {
     try {
       const r = await collectGarbage(repo, { dryRun: a['dry-run'] });
       ctx.out(
-        `${r.dryRun ? 'would remove' : 'removed'} ${r.packsRemoved} pack(s) (${fmtBytes(r.bytesRemoved)}) and ${r.leftoversRemoved} temporary file(s); ${r.packsKept} pack(s) in use`,
+        `${r.dryRun ? 'would remove' : 'removed'} ${r.packsRemoved} pack(s) (${fmtBytes(r.bytesRemoved)}) and ${r.leftoversRemoved} temporary file(s); ${r.dryRun ? 'would repack' : 'repacked'} ${r.packsRepacked} pack(s) into new ones; ${r.packsKept} pack(s) in use`,
         { command: 'gc', ...r },
       );
     } finally {
@@ -232,4 +234,69 @@ export const gc: CommandModule<GlobalArgs, Args<{ 'dry-run': boolean }>> = {
   },
 };
 
-export const all = [init, full, incr, list, restore, verify, gc, status, snapshotCleanup];
+type PruneArgs = Args<{
+  device?: string;
+  'keep-last'?: number;
+  'keep-hourly'?: number;
+  'keep-daily'?: number;
+  'keep-weekly'?: number;
+  'keep-monthly'?: number;
+  'dry-run': boolean;
+}>;
+
+export const prune: CommandModule<GlobalArgs, PruneArgs> = {
+  command: 'prune',
+  describe: 'remove backups a retention policy does not keep, then collect garbage',
+  builder: (y) =>
+    repoOption(y)
+      .option('device', { type: 'string', describe: 'only backups of this device (default: every device, each on its own)' })
+      .option('keep-last', { type: 'number', describe: 'keep the N newest backups' })
+      .option('keep-hourly', { type: 'number', describe: 'keep the newest backup of each of the last N hours that have one' })
+      .option('keep-daily', { type: 'number', describe: 'keep the newest backup of each of the last N days that have one' })
+      .option('keep-weekly', { type: 'number', describe: 'keep the newest backup of each of the last N ISO weeks that have one' })
+      .option('keep-monthly', { type: 'number', describe: 'keep the newest backup of each of the last N months that have one' })
+      .option('dry-run', { type: 'boolean', default: false, describe: 'only say what would be removed' }) as never,
+  handler: async (a) => {
+    const ctx = context(a);
+    const policy: RetentionPolicy = { last: a['keep-last'], hourly: a['keep-hourly'], daily: a['keep-daily'], weekly: a['keep-weekly'], monthly: a['keep-monthly'] };
+    for (const [k, v] of Object.entries(policy)) {
+      if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw new UsageError(`--keep-${k} must be a whole number of 0 or more (got ${v})`);
+    }
+    if (!hasRule(policy)) throw new UsageError('name what to keep: --keep-last, --keep-hourly, --keep-daily, --keep-weekly or --keep-monthly');
+    const target = await openTarget(a.repo);
+    const repo = await Repository.open(target);
+    const lock = await acquireLock(target, 'bkp prune', (m) => ctx.reporter.warn(m));
+    try {
+      let refs = await repo.listBackups();
+      if (a.device !== undefined) refs = refs.filter((r) => r.deviceKey === a.device || r.deviceKey === deviceKeyOf(a.device!));
+      const items = await Promise.all(refs.map(async (ref) => ({ ...ref, time: new Date((await repo.readIndexHeader(ref)).time) })));
+      const plan = planRetention(items, policy);
+      if (!a['dry-run']) {
+        for (const r of plan.remove) {
+          await repo.removeBackup(r);
+          crashPoint('prune-removed');
+        }
+      }
+      const gcResult = await collectGarbage(repo, { dryRun: a['dry-run'] });
+      const verb = a['dry-run'] ? 'would remove' : 'removed';
+      ctx.out(
+        [
+          ...plan.keep.map((k) => `keep   ${k.item.backupId} ${k.item.deviceKey} (${k.reasons.join(', ')})`),
+          ...plan.remove.map((r) => `${a['dry-run'] ? 'would remove' : 'remove'} ${r.backupId} ${r.deviceKey}`),
+          `${verb} ${plan.remove.length} backup(s), kept ${plan.keep.length}; ${verb} ${gcResult.packsRemoved} pack(s) (${fmtBytes(gcResult.bytesRemoved)}), repacked ${gcResult.packsRepacked}`,
+        ].join('\n'),
+        {
+          command: 'prune',
+          dryRun: a['dry-run'],
+          keep: plan.keep.map((k) => ({ backupId: k.item.backupId, deviceKey: k.item.deviceKey, reasons: k.reasons })),
+          remove: plan.remove.map((r) => ({ backupId: r.backupId, deviceKey: r.deviceKey })),
+          gc: gcResult,
+        },
+      );
+    } finally {
+      await lock.release();
+    }
+  },
+};
+
+export const all = [init, full, incr, list, restore, verify, prune, gc, status, snapshotCleanup];

@@ -1,10 +1,17 @@
 /**
- * Garbage collection: remove packs that no committed index references, and temporary files a
- * crash left behind. Runs under the repository lock, so no backup is writing meanwhile. Refuses
- * to run when an index cannot be read: its packs would look unreferenced.
+ * Garbage collection: remove packs that no committed index references and temporary files a
+ * crash left behind; repack packs that are mostly garbage (their live envelopes are copied into
+ * new packs, the indexes that use them are rewritten, then the old packs go). Runs under the
+ * repository lock. Every step leaves the repository consistent: new packs are durable before any
+ * index points at them, and an old pack is deleted only once no index does. Refuses to run when
+ * an index cannot be read, since its packs would look unreferenced.
  */
-import type { Repository } from './repository.js';
-import { packIdFromKey } from './pack.js';
+import type { Repository, BackupRef } from './repository.js';
+import { packIdFromKey, packKey } from './pack.js';
+import { ENTRY_DATA, type BackupIndex } from './index-file.js';
+import { openEnvelope } from './envelope.js';
+import { PackWriter } from './pack-writer.js';
+import type { ChunkLocation } from './chunk-map.js';
 import { CorruptError } from '../errors.js';
 import { crashPoint } from '../faults.js';
 
@@ -12,38 +19,124 @@ export interface GcResult {
   packsKept: number;
   packsRemoved: number;
   bytesRemoved: number;
+  packsRepacked: number;
+  bytesRepacked: number;
+  indexesRewritten: number;
   leftoversRemoved: number;
   dryRun: boolean;
 }
 
-export async function collectGarbage(repo: Repository, opts: { dryRun?: boolean } = {}): Promise<GcResult> {
-  const referenced = new Set<string>();
+export interface GcOptions {
+  dryRun?: boolean;
+  /** Repack a pack when less than this share of its bytes is still referenced (0 disables). */
+  repackBelow?: number;
+}
+
+async function readAll(repo: Repository): Promise<Array<{ ref: BackupRef; index: BackupIndex }>> {
+  const out = [];
   for (const ref of await repo.listBackups()) {
-    let idx;
     try {
-      idx = await repo.readIndex(ref);
+      out.push({ ref, index: await repo.readIndex(ref) });
     } catch (e) {
       if (e instanceof CorruptError) {
         throw new CorruptError(`gc stopped: ${e.message}; run bkp verify, and remove that backup (or restore the index) before gc`);
       }
       throw e;
     }
-    for (const p of idx.packs) referenced.add(p);
   }
-  const result: GcResult = { packsKept: 0, packsRemoved: 0, bytesRemoved: 0, leftoversRemoved: 0, dryRun: !!opts.dryRun };
+  return out;
+}
+
+export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Promise<GcResult> {
+  const dryRun = !!opts.dryRun;
+  const result: GcResult = { packsKept: 0, packsRemoved: 0, bytesRemoved: 0, packsRepacked: 0, bytesRepacked: 0, indexesRewritten: 0, leftoversRemoved: 0, dryRun };
+  let indexes = await readAll(repo);
+
+  const sizes = new Map<string, number>();
   for await (const o of repo.target.list('packs/')) {
     const id = packIdFromKey(o.key);
-    if (id && referenced.has(id)) {
+    if (id) sizes.set(id, o.size);
+  }
+
+  // live envelopes of every pack: offset → (length, id, plain length)
+  const live = new Map<string, Map<number, { length: number; id: Buffer; plainLength: number }>>();
+  for (const { index } of indexes) {
+    for (const e of index.entries) {
+      if (e.kind !== ENTRY_DATA) continue;
+      const p = index.packs[e.packOrdinal]!;
+      let m = live.get(p);
+      if (!m) live.set(p, (m = new Map()));
+      m.set(e.offset, { length: e.length, id: e.id, plainLength: e.plainLength });
+    }
+  }
+  const threshold = opts.repackBelow ?? 0.5;
+  const repack: string[] = [];
+  for (const [p, m] of live) {
+    const size = sizes.get(p);
+    if (size === undefined) continue; // missing: verify reports it; nothing to repack
+    let used = 0;
+    for (const v of m.values()) used += v.length;
+    if (used < size * threshold) repack.push(p);
+  }
+
+  if (repack.length > 0 && !dryRun) {
+    const writer = new PackWriter(repo.target, repo.config.packSize);
+    const moved = new Map<string, ChunkLocation>(); // "pack:offset" → new location
+    for (const p of repack) {
+      const data = await repo.target.get(packKey(p));
+      const entries = [...live.get(p)!.entries()];
+      // a damaged envelope is not copied: the pack is kept as it is and verify will name it
+      const ok = entries.every(([off, v]) => {
+        try {
+          openEnvelope(data.subarray(off, off + v.length));
+          return off + v.length <= data.length;
+        } catch {
+          return false;
+        }
+      });
+      if (!ok) continue;
+      for (const [off, v] of entries) moved.set(`${p}:${off}`, await writer.add(v.id, Buffer.from(data.subarray(off, off + v.length)), v.plainLength));
+      result.packsRepacked++;
+      result.bytesRepacked += data.length;
+    }
+    await writer.flush();
+    crashPoint('repack-packs-written');
+    for (const { index } of indexes) {
+      if (!index.packs.some((p) => repack.includes(p))) continue;
+      const packs: string[] = [];
+      const ord = new Map<string, number>();
+      const ordinal = (p: string) => {
+        let o = ord.get(p);
+        if (o === undefined) ord.set(p, (o = packs.push(p) - 1));
+        return o;
+      };
+      const entries = index.entries.map((e) => {
+        if (e.kind !== ENTRY_DATA) return e;
+        const p = index.packs[e.packOrdinal]!;
+        const to = moved.get(`${p}:${e.offset}`);
+        return to ? { ...e, packOrdinal: ordinal(to.packId), offset: to.offset, length: to.length } : { ...e, packOrdinal: ordinal(p) };
+      });
+      await repo.replaceIndex({ header: index.header, packs, entries });
+      result.indexesRewritten++;
+      crashPoint('repack-index-rewritten');
+    }
+    indexes = await readAll(repo);
+  }
+
+  const referenced = new Set(indexes.flatMap(({ index }) => index.packs));
+  for (const [id, size] of sizes) {
+    if (referenced.has(id)) {
       result.packsKept++;
       continue;
     }
     result.packsRemoved++;
-    result.bytesRemoved += o.size;
-    if (!opts.dryRun) {
-      await repo.target.delete(o.key);
+    result.bytesRemoved += size;
+    if (!dryRun) {
+      await repo.target.delete(packKey(id));
       crashPoint('gc-deleted');
     }
   }
-  result.leftoversRemoved = (await repo.target.removeLeftovers?.(result.dryRun)) ?? 0;
+  if (dryRun) result.packsRepacked = repack.length;
+  result.leftoversRemoved = (await repo.target.removeLeftovers?.(dryRun)) ?? 0;
   return result;
 }

@@ -3,6 +3,7 @@
  * for dedup. A backup exists when, and only when, its index object exists.
  */
 import * as path from 'node:path';
+import { createHash } from 'node:crypto';
 import { CONFIG_KEY, newRepoConfig, parseRepoConfig, type RepoConfig } from './config.js';
 import { ChunkMap } from './chunk-map.js';
 import { decodeIndex, encodeIndex, ENTRY_DATA, indexKey, IndexFormatError, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
@@ -97,6 +98,19 @@ export class Repository {
     await this.target.put(indexKey(index.header.backupId, index.header.device.key), encodeIndex(index), { ifAbsent: true });
   }
 
+  /**
+   * Rewrites a committed index with new chunk locations (gc's repack), atomically. The backup it
+   * describes does not change: same header, same chunks, only where they are stored.
+   */
+  async replaceIndex(index: BackupIndex): Promise<void> {
+    await this.target.put(indexKey(index.header.backupId, index.header.device.key), encodeIndex(index));
+  }
+
+  /** Removes a backup: its index goes, its packs stay until gc finds them unreferenced. */
+  async removeBackup(ref: Pick<BackupRef, 'backupId' | 'deviceKey'>): Promise<void> {
+    await this.target.delete(indexKey(ref.backupId, ref.deviceKey));
+  }
+
   /** The chunks referenced by committed backups (built on first use, then kept up to date by the writer). */
   chunkMap(): Promise<ChunkMap> {
     this.chunkMapPromise ??= (async () => {
@@ -166,7 +180,9 @@ export function deviceKeyOf(devicePath: string): string {
   const parts = path.resolve(devicePath).split('/').filter((p) => p !== '');
   const esc = (p: string) =>
     p.replace(/[^A-Za-z0-9.]/g, (c) => [...Buffer.from(c, 'utf8')].map((b) => `_${b.toString(16).padStart(2, '0')}`).join('')).replace(/^\./, '_2e');
-  return parts.map(esc).join('-') || 'root';
+  const key = parts.map(esc).join('-') || '_'; // '_' alone never comes from escaping: the root directory
+  // file names are limited to 255 bytes: a very long path keeps a readable head and a digest
+  return key.length <= 200 ? key : `${key.slice(0, 160)}~${createHash('sha256').update(path.resolve(devicePath)).digest('hex').slice(0, 32)}`;
 }
 
 export function newBackupId(now = new Date()): string {
