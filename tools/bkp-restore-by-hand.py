@@ -35,7 +35,10 @@ def device_key(path):
                       for b in os.fsencode(part))
         return '_2e' + out[1:] if out.startswith('.') else out
     parts = [p for p in os.path.abspath(path).split('/') if p]
-    return '-'.join(esc(p) for p in parts) or 'root'
+    key = '-'.join(esc(p) for p in parts) or '_'
+    if len(key) > 200:
+        key = key[:160] + '~' + hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:32]
+    return key
 
 
 def zstd_decompress(payload):

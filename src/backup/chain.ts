@@ -23,7 +23,7 @@ export function chooseIncrementalMethod(c: ChainInput): IncrementalMethod {
   const digest = (reason: string): IncrementalMethod => ({ mode: 'digest', reason });
   if (!c.current) return digest('no snapshot (--no-snapshot), so no change tracking: every chunk was read and compared');
   if (!c.previous) return digest('no previous backup of this device in the repository');
-  if (c.previousDamage) return digest(`the previous backup ${c.previous.backupId} is damaged (${c.previousDamage})`);
+  if (c.previousDamage !== null) return digest(`the previous backup ${c.previous.backupId} is damaged (${c.previousDamage})`);
   if (c.previous.device.size !== c.deviceSize) return digest(`the device size changed (${c.previous.device.size} → ${c.deviceSize} bytes)`);
   if (c.previous.chunkSize !== c.chunkSize) return digest('the previous backup used another chunk size');
   const base = c.previous.cbt;

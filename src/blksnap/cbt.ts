@@ -103,7 +103,7 @@ export type IncrementalDecision = { ok: true } | { ok: false; reason: string };
  * a later number, same size and block size. Anything else means the history is gone.
  */
 export function incrementalBase(base: CbtPoint, current: CbtPoint): IncrementalDecision {
-  if (base.generationId !== current.generationId) return { ok: false, reason: 'the change-tracking generation changed (tracker reset, module reloaded or reboot)' };
+  if (base.generationId !== current.generationId) return { ok: false, reason: 'the change-tracking generation changed (reboot, module reload, tracker reset, snapshot number wrapped at 255, or a corrupted map)' };
   if (current.snapNumber <= base.snapNumber) return { ok: false, reason: `the snapshot number did not advance (${base.snapNumber} → ${current.snapNumber})` };
   if (base.deviceCapacity !== current.deviceCapacity) return { ok: false, reason: 'the device size changed' };
   if (base.blkSize !== current.blkSize || base.blkCount !== current.blkCount) return { ok: false, reason: 'the CBT block size changed' };

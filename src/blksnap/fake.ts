@@ -224,6 +224,19 @@ export class BlksnapFake implements BlksnapDriver {
     await mkdir(join(this.dir, 'cow'), { recursive: true });
   }
 
+  /**
+   * What the module does when tracking fails (e.g. a map allocation fails under memory pressure):
+   * the tracker's map is marked corrupted, and the next TAKE resets it with a new generation.
+   */
+  async corruptTracker(path: string): Promise<void> {
+    await this.locked(async (s) => {
+      const key = devKey(await this.register(s, path));
+      const stored = s.trackers[key];
+      if (!stored) throw errnoError('ENODATA');
+      s.trackers[key] = { ...stored, corrupted: true };
+    });
+  }
+
   async setConfig(config: Partial<FakeConfig>): Promise<void> {
     await this.locked((s) => {
       s.config = { ...s.config, ...config };

@@ -153,6 +153,16 @@ describe('backups through blksnap (fake module)', () => {
     assert.equal(next.dev.method.mode, 'cbt', 'the chain is valid again after the fallback');
   });
 
+  test('a corrupted CBT map (tracking failed): new generation at take → digest fallback, byte-equal', async () => {
+    await backup(c, 'incr');
+    await churn(c, 4, 55);
+    await c.h.fake!.corruptTracker(c.dev);
+    const inc = await backup(c, 'incr');
+    assert.equal(inc.dev.method.mode, 'digest');
+    assert.match(inc.dev.method.reason, /generation changed.*corrupted map/);
+    assert.equal(await restoreHash(c, inc.id), await sha256Of(c.dev));
+  });
+
   test('--no-fallback refuses a broken chain with exit 23 and commits nothing', async () => {
     await c.h.fake!.reload();
     const before = (await bkp(c, ['list', '--json'])).stdout;

@@ -194,7 +194,7 @@ test('the names in the document are those the code makes: device keys and backup
     if (m[2] !== undefined) pairs.push([m[2], m[4]!]);
   }
   assert.ok(pairs.length >= 6, `found the example table (${pairs.length} rows)`);
-  pairs.push(['/', 'root'], ['/root', 'root'], ['/a b/_x', 'a_20b-_5fx'], ['/dev//./sdb/../sdc', 'dev-sdc']);
+  pairs.push(['/', '_'], ['/root', 'root'], ['/' + 'x'.repeat(300), 'x'.repeat(160) + '~' + createHash('sha256').update('/' + 'x'.repeat(300)).digest('hex').slice(0, 32)], ['/a b/_x', 'a_20b-_5fx'], ['/dev//./sdb/../sdc', 'dev-sdc']);
   for (const [p, key] of pairs) {
     assert.equal(deviceKeyOf(p), key, p);
     if (hasPython) assert.equal(spawnSync('python3', [TOOL, '--device-key', p], { encoding: 'utf8' }).stdout.trim(), key, `${p} (by hand)`);
