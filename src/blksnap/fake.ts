@@ -156,9 +156,14 @@ export class BlksnapFake implements BlksnapDriver {
       } catch (e) {
         if (!isSystemError(e, 'EEXIST')) throw e;
       }
-      // A holder that died (killed bkp) leaves the file behind: take it over.
-      const pid = Number(await readFile(lock, 'utf8').catch(() => ''));
-      if (pid > 0 && pid !== process.pid) {
+      // A holder that died (killed bkp) leaves the file behind: take it over. Killed between
+      // creating the file and writing its pid, it leaves an empty file: stale after a second.
+      const text = await readFile(lock, 'utf8').catch(() => null);
+      const pid = Number(text);
+      if (text !== null && !(pid > 0)) {
+        const age = Date.now() - ((await stat(lock).catch(() => null))?.mtimeMs ?? Date.now());
+        if (age > 1000) await unlink(lock).catch(() => undefined);
+      } else if (pid > 0 && pid !== process.pid) {
         try {
           process.kill(pid, 0);
         } catch (e) {

@@ -215,7 +215,9 @@ describe('backups through blksnap (fake module)', () => {
     assert.equal(s.snapshots.length, 0);
     const crashed = await bkp(c, ['full', '--device', c.dev], { BKP_CRASH_AT: 'before-commit' });
     assert.equal(crashed.code, null, 'killed');
-    const st2 = JSON.parse((await status()).stdout);
+    const s2 = await status();
+    assert.equal(s2.code, 0, s2.stderr);
+    const st2 = JSON.parse(s2.stdout);
     assert.equal(st2.snapshots.length, 1, 'the crash left its snapshot');
     assert.ok((await fs.readdir(c.diff)).length > 0, 'and its difference storage');
     const clean = await runBkp(['snapshot', 'cleanup', '--diff-storage', c.diff, '--json'], { env: c.env });
