@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { chooseIncrementalMethod, type ChainInput, type IncrementalMethod } from '../../src/backup/chain.js';
 import { newTracker, takeSwitch, type TrackerState } from '../../src/blksnap/cbt.js';
 import type { CbtState, IndexHeader } from '../../src/repo/index-file.js';
+import { mulberry32 as rng } from '../support/random.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -51,17 +52,6 @@ function digestReason(m: IncrementalMethod): string {
   return m.reason!;
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('chooseIncrementalMethod: one test per rule', () => {
   test('everything matching and a greater snapshot number → cbt, no reason', () => {

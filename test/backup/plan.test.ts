@@ -1,22 +1,13 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { allChunks, chunkCount, chunkRange, chunksFromChangedBlocks } from '../../src/backup/plan.js';
+import { mulberry32, fuzzSeed } from '../support/random.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const SEED = Number(process.env.BKP_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = fuzzSeed();
 
 /** The obvious, slow answer: chunk c must be read iff some changed block inside the device overlaps it. */
 function reference(deviceSize: number, chunkSize: number, blockSize: number, blockCount: number, changed: Set<number>): number[] {

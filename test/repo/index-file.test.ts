@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { mulberry32, fuzzSeed } from '../support/random.js';
 import {
   decodeIndex,
   encodeIndex,
@@ -59,18 +60,8 @@ function entriesAt(b: Buffer): number {
   return 12 + hlen + 4 + pcount * 16 + 4;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const SEED = Number(process.env.BKP_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = fuzzSeed();
 
 /** What any successfully decoded index must satisfy for a restore to be safe. */
 function assertConsistent(ix: BackupIndex, what: string): void {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { encodeEnvelopeHeader, openEnvelope } from '../../src/repo/envelope.js';
+import { mulberry32, fuzzSeed } from '../support/random.js';
 import {
   decodePackEntries,
   decodePackFooter,
@@ -53,18 +54,8 @@ function resealTrailer(pack: Buffer, count: number): Buffer {
   return b;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const SEED = Number(process.env.BKP_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = fuzzSeed();
 
 describe('pack', () => {
   describe('keys and ids', () => {

@@ -5,6 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hasRule, planRetention, type RetentionDecision, type RetentionItem, type RetentionPolicy } from '../../src/repo/retention.js';
+import { mulberry32 as rng } from '../support/random.js';
 
 type Item = RetentionItem;
 
@@ -46,17 +47,6 @@ function plan(items: readonly Item[], p: RetentionPolicy): RetentionDecision<Ite
   return d;
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function shuffle<T>(xs: readonly T[], r: () => number): T[] {
   const a = [...xs];
   for (let i = a.length - 1; i > 0; i--) {

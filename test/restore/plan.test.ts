@@ -2,22 +2,13 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ENTRY_DATA, ENTRY_ZERO, type BackupIndex, type IndexEntry, type IndexHeader } from '../../src/repo/index-file.js';
 import { planRestore, type PackRead, type RestoreOp, type ZeroRun } from '../../src/restore/plan.js';
+import { mulberry32, fuzzSeed } from '../support/random.js';
 
 const P0 = '00'.repeat(16);
 const P1 = '11'.repeat(16);
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const SEED = Number(process.env.BKP_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = fuzzSeed();
 
 function idFor(i: number): Buffer {
   const b = Buffer.alloc(32);
