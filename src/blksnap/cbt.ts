@@ -104,7 +104,11 @@ export type IncrementalDecision = { ok: true } | { ok: false; reason: string };
  */
 export function incrementalBase(base: CbtPoint, current: CbtPoint): IncrementalDecision {
   if (base.generationId !== current.generationId) return { ok: false, reason: 'the change-tracking generation changed (reboot, module reload, tracker reset, snapshot number wrapped at 255, or a corrupted map)' };
-  if (current.snapNumber <= base.snapNumber) return { ok: false, reason: `the snapshot number did not advance (${base.snapNumber} → ${current.snapNumber})` };
+  if (current.snapNumber <= base.snapNumber) {
+    // the take that wraps at 255 starts a new generation numbered 255; the next take is number 1
+    const why = base.snapNumber === 255 ? 'wrapped at 255' : 'did not advance';
+    return { ok: false, reason: `the snapshot number ${why} (${base.snapNumber} → ${current.snapNumber})` };
+  }
   if (base.deviceCapacity !== current.deviceCapacity) return { ok: false, reason: 'the device size changed' };
   if (base.blkSize !== current.blkSize || base.blkCount !== current.blkCount) return { ok: false, reason: 'the CBT block size changed' };
   return { ok: true };
