@@ -15,11 +15,10 @@ import { deviceFacts } from '../device/facts.js';
 import { probeSignature, PROBE_BYTES } from '../device/probe.js';
 import type { BlockSource } from '../device/source.js';
 import type { Target } from '../storage/target.js';
-import { tryOpenBlksnap, SnapshotSession } from '../blksnap/index.js';
+import { tryOpenBlksnap, SnapshotSession, CbtMapUnavailableError } from '../blksnap/index.js';
 import { backupDevice } from './device-backup.js';
 import { chooseIncrementalMethod } from './chain.js';
 import { chunksFromChangedBlocks } from './plan.js';
-import { packIdFromKey } from '../repo/pack.js';
 import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, UsageError } from '../errors.js';
 import type { Reporter } from '../report/reporter.js';
 import { pausePoint } from '../faults.js';
@@ -160,16 +159,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
     const time = new Date();
     pool = new CodecPool();
     const writer = new PackWriter(opts.target, repo.config.packSize);
-    let packs: Promise<Set<string>> | undefined;
-    const packIds = () =>
-      (packs ??= (async () => {
-        const s = new Set<string>();
-        for await (const o of opts.target.list('packs/')) {
-          const id = packIdFromKey(o.key);
-          if (id) s.add(id);
-        }
-        return s;
-      })());
+    const packIds = () => repo.presentPacks();
 
     for (const device of opts.devices) {
       const deviceKey = deviceKeyOf(device);
@@ -190,13 +180,24 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           const m = chooseIncrementalMethod({ previous: prev.header, previousDamage: prev.damage, current: cbt, deviceSize: identity.size, chunkSize: repo.config.chunkSize });
           if (m.mode === 'digest' && opts.noFallback) throw new ChainBrokenError(`${device}: cannot back up incrementally: ${m.reason} (--no-fallback)`);
           method = m;
+          let map: Uint8Array | undefined;
           if (m.mode === 'cbt') {
-            const map = await session!.readCbtMap(device);
+            try {
+              map = await session!.readCbtMap(device);
+              if (map.length !== cbt!.blockCount) throw new CbtMapUnavailableError(`the CBT map has ${map.length} blocks, the snapshot ${cbt!.blockCount}`);
+            } catch (e) {
+              if (!(e instanceof CbtMapUnavailableError)) throw e;
+              method = { mode: 'digest', reason: `the CBT map could not be read completely (${e.message})` };
+              if (opts.noFallback) throw new ChainBrokenError(`${device}: cannot back up incrementally: ${method.reason} (--no-fallback)`);
+              reporter.info(`${device}: reading every chunk and comparing digests: ${method.reason}`);
+            }
+          }
+          if (map) {
             const base = prev.header!.cbt!.snapNumber;
             chunks = chunksFromChangedBlocks(identity.size, repo.config.chunkSize, cbt!.blockSize, cbt!.blockCount, (b) => map[b]! > base);
             cbtChangedBytes = 0;
             for (let b = 0; b < cbt!.blockCount; b++) if (map[b]! > base) cbtChangedBytes += Math.max(0, Math.min(cbt!.blockSize, identity.size - b * cbt!.blockSize));
-          } else {
+          } else if (m.mode === 'digest') {
             reporter.info(`${device}: reading every chunk and comparing digests: ${m.reason}`);
           }
         }

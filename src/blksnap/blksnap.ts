@@ -6,7 +6,7 @@ import { isSystemError } from '../errors.js';
 import * as abi from './abi.js';
 import type { CbtInfo, DevId, ImageInfo, IoctlName, SectorRange, SnapshotEvent, Version } from './abi.js';
 import type { BlksnapDriver, PointerArg } from './driver.js';
-import { blksnapError, NotTrackedError } from './errors.js';
+import { blksnapError, CbtMapUnavailableError, NotTrackedError } from './errors.js';
 
 /** READ_CBT_MAP is issued in pieces of at most this many bytes. */
 export const CBT_MAP_PIECE = 1024 * 1024;
@@ -84,13 +84,16 @@ export class Blksnap {
     const info = await this.tracker(dev);
     if (!info) throw new NotTrackedError(`${what} is not tracked by blksnap (no snapshot of it since the module was loaded): a full backup is needed`);
     const map = Buffer.alloc(info.blkCount);
-    for (let offset = 0; offset < info.blkCount; ) {
+    let offset = 0;
+    while (offset < info.blkCount) {
       const length = Math.min(CBT_MAP_PIECE, info.blkCount - offset);
       const piece = map.subarray(offset, offset + length);
       const rc = await this.control('TRACKER_READ_CBT_MAP', abi.encodeReadCbtBitmap({ dev, offset, length }), [{ at: abi.OFFSET.readCbtBitmap.buff, buffer: piece }], what);
       if (rc <= 0) break;
       offset += rc;
     }
+    // a short map would make unread blocks look unchanged: never return one
+    if (offset < info.blkCount) throw new CbtMapUnavailableError(`the CBT map of ${what} could be read only to block ${offset} of ${info.blkCount}`);
     return new Uint8Array(map.buffer, map.byteOffset, map.length);
   }
 

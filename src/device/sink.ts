@@ -29,6 +29,7 @@ async function writeAll(fh: fs.FileHandle, buf: Buffer, length: number, position
   let done = 0;
   while (done < length) {
     const { bytesWritten } = await fh.write(buf, done, length - done, position + done);
+    if (bytesWritten <= 0) throw new Error(`write at byte ${position + done} made no progress`);
     done += bytesWritten;
   }
 }

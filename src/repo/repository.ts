@@ -8,6 +8,7 @@ import { CONFIG_KEY, newRepoConfig, parseRepoConfig, type RepoConfig } from './c
 import { ChunkMap } from './chunk-map.js';
 import { decodeIndex, encodeIndex, ENTRY_DATA, indexKey, IndexFormatError, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
 import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
+import { packIdFromKey } from './pack.js';
 import { BackupNotFoundError, CorruptError, RepoExistsError, RepoMissingError } from '../errors.js';
 
 export interface BackupRef {
@@ -111,10 +112,29 @@ export class Repository {
     await this.target.delete(indexKey(ref.backupId, ref.deviceKey));
   }
 
-  /** The chunks referenced by committed backups (built on first use, then kept up to date by the writer). */
+  private packsPromise: Promise<Set<string>> | undefined;
+
+  /** Ids of the packs present in the repository (listed once per Repository object). */
+  presentPacks(): Promise<Set<string>> {
+    this.packsPromise ??= (async () => {
+      const s = new Set<string>();
+      for await (const o of this.target.list('packs/')) {
+        const id = packIdFromKey(o.key);
+        if (id) s.add(id);
+      }
+      return s;
+    })();
+    return this.packsPromise;
+  }
+
+  /**
+   * The chunks referenced by committed backups whose packs are present (built on first use, then
+   * kept up to date by the writer). A chunk in a lost pack is not known: it is stored again.
+   */
   chunkMap(): Promise<ChunkMap> {
     this.chunkMapPromise ??= (async () => {
       const map = new ChunkMap();
+      const present = await this.presentPacks();
       for (const ref of await this.listBackups()) {
         let idx: BackupIndex;
         try {
@@ -125,7 +145,9 @@ export class Repository {
           throw e;
         }
         for (const e of idx.entries) {
-          if (e.kind === ENTRY_DATA) map.add(e.id, { packId: idx.packs[e.packOrdinal]!, offset: e.offset, length: e.length });
+          if (e.kind !== ENTRY_DATA) continue;
+          const packId = idx.packs[e.packOrdinal]!;
+          if (present.has(packId)) map.add(e.id, { packId, offset: e.offset, length: e.length });
         }
       }
       return map;

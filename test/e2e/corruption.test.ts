@@ -94,3 +94,23 @@ test('undamaged repository: verify --read-data passes and the restore is byte-eq
   assert.equal((await runBkp(['restore', '--repo', repo, '--to', out])).code, 0);
   assert.equal(await sha256Of(out), await sha256Of(img));
 });
+
+test('after a pack is lost, the next backups store its chunks again and restore byte-equal', async () => {
+  await fs.rm((await packs())[0]!);
+  const full = await runBkp(['full', '--repo', repo, '--device', img, '--no-snapshot', '--json']);
+  assert.equal(full.code, 0, full.stderr);
+  const newId = JSON.parse(full.stdout).backupId;
+  assert.ok(JSON.parse(full.stdout).devices[0].stats.chunksNew > 0, 'chunks of the lost pack are stored again');
+  const incr = await runBkp(['incr', '--repo', repo, '--device', img, '--no-snapshot', '--json']);
+  assert.equal(incr.code, 0, incr.stderr);
+  const incrId = JSON.parse(incr.stdout).backupId;
+  for (const id of [newId, incrId]) {
+    const out = path.join(t.dir, `out-${id}.img`);
+    const r = await runBkp(['restore', '--repo', repo, '--backup', id, '--to', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await sha256Of(out), await sha256Of(img));
+  }
+  const v = await runBkp(['verify', '--repo', repo, '--json']);
+  const damaged = JSON.parse(v.stdout).backups.filter((b: { ok: boolean }) => !b.ok).map((b: { backupId: string }) => b.backupId);
+  assert.deepEqual(damaged, [backupId], 'only the backup made before the loss is damaged');
+});
