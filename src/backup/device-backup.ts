@@ -10,7 +10,7 @@ import type { Repository } from '../repo/repository.js';
 import { ENTRY_DATA, ENTRY_ZERO, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexEntry, type IndexHeader } from '../repo/index-file.js';
 import pLimit from 'p-limit';
 import { BufferPool, view, type PoolBuffer } from './buffer-pool.js';
-import { chunkCount, chunkRange } from './plan.js';
+import { allChunks, chunkCount, chunkRange } from './plan.js';
 import { BkpError, InterruptedError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
 import { crashPoint } from '../faults.js';
@@ -74,7 +74,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   }
   const stats: BackupStats = { bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, chunksZero: 0, durationMs: 0 };
 
-  const toRead = req.chunks ?? Array.from({ length: n }, (_, i) => i);
+  const toRead = req.chunks ?? allChunks(size, chunkSize);
   const bufferCount = pool.size * 4;
   const buffers = new BufferPool(chunkSize, bufferCount);
   let failure: unknown;

@@ -16,9 +16,6 @@ export class PackWriter {
   private readonly limit;
   private readonly inflight = new Set<Promise<void>>();
   private error: unknown;
-  /** Bytes of packs fully stored. */
-  storedBytes = 0;
-  packsWritten = 0;
 
   constructor(
     private readonly target: Target,
@@ -43,7 +40,6 @@ export class PackWriter {
     if (this.entries.length === 0) return;
     const parts = [...this.parts, encodePackTrailer(this.entries)];
     const key = packKey(this.packId);
-    const size = parts.reduce((n, p) => n + p.length, 0);
     this.packId = newPackId();
     this.parts = [];
     this.entries = [];
@@ -53,8 +49,6 @@ export class PackWriter {
     const p: Promise<void> = this.limit(() => this.target.put(key, parts)).then(
       () => {
         crashPoint('pack-stored');
-        this.storedBytes += size;
-        this.packsWritten++;
         this.inflight.delete(p);
       },
       (e: unknown) => {
@@ -70,13 +64,5 @@ export class PackWriter {
     if (!this.error) await this.seal();
     await Promise.all(this.inflight);
     if (this.error) throw this.error;
-  }
-
-  /** Forgets the pack being filled (after a failure); stored packs stay for gc. */
-  async abandon(): Promise<void> {
-    this.parts = [];
-    this.entries = [];
-    this.bytes = 0;
-    await Promise.allSettled(this.inflight);
   }
 }
