@@ -3,4 +3,7 @@
 // blksnap event wait, which holds one thread for a whole snapshot session. Four threads (the
 // default) leave too few for I/O; it must be set before the pool starts.
 process.env.UV_THREADPOOL_SIZE ??= '8';
+// The AWS SDK warns on every run under Node 20 that its releases after January 2027 need Node 22;
+// bkp pins its SDK version, and a warning on stderr would make cron mail every night.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 await import('../dist/src/cli/main.js');

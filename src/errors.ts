@@ -29,6 +29,8 @@ export const ExitCode = {
   STORAGE_DENIED: 25,
   CONFIG_INVALID: 26,
   REPO_EXISTS: 27,
+  BUCKET_MISSING: 28,
+  OBJECT_ARCHIVED: 29,
   INTERRUPTED: 130,
   TERMINATED: 143,
 } as const;
@@ -75,6 +77,8 @@ export const ChainBrokenError = kind('ChainBrokenError', ExitCode.CHAIN_BROKEN);
 export const StorageUnreachableError = kind('StorageUnreachableError', ExitCode.STORAGE_UNREACHABLE, true);
 export const StorageDeniedError = kind('StorageDeniedError', ExitCode.STORAGE_DENIED);
 export const ConfigInvalidError = kind('ConfigInvalidError', ExitCode.CONFIG_INVALID);
+export const BucketMissingError = kind('BucketMissingError', ExitCode.BUCKET_MISSING);
+export const ObjectArchivedError = kind('ObjectArchivedError', ExitCode.OBJECT_ARCHIVED);
 export const InterruptedError = kind('InterruptedError', ExitCode.INTERRUPTED);
 
 /** A Node system error (fs, native addon): has an errno name in `code`. */

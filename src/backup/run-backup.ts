@@ -220,7 +220,10 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           compressionLevel: level,
           signal: opts.signal,
           onProgress: (b) => phase.update(b),
-          beforeCommit: session ? () => session!.assertIntact(device) : undefined,
+          beforeCommit: () => {
+            lock.assertHeld();
+            session?.assertIntact(device);
+          },
         });
         phase.done();
         outcomes.push({

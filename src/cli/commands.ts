@@ -4,6 +4,7 @@ import { context, registerCleanup, type GlobalArgs } from './context.js';
 import { parseSize } from './sizes.js';
 import { status, snapshotCleanup } from './snapshot-commands.js';
 import { openTarget } from '../storage/open.js';
+import { s3Options, s3OptionsFrom } from './s3-options.js';
 import { Repository, deviceKeyOf } from '../repo/repository.js';
 import { runBackup } from '../backup/run-backup.js';
 import { runRestore } from '../restore/restore.js';
@@ -18,7 +19,14 @@ import { crashPoint } from '../faults.js';
 type Args<T> = T & GlobalArgs;
 
 const repoOption = (y: Argv) =>
-  y.option('repo', { type: 'string', describe: 'repository: a local directory (or set BKP_REPO)', default: process.env.BKP_REPO, defaultDescription: '$BKP_REPO' });
+  s3Options(
+    y.option('repo', {
+      type: 'string',
+      describe: 'repository: a local directory or s3://BUCKET/PREFIX (or set BKP_REPO)',
+      default: process.env.BKP_REPO,
+      defaultDescription: '$BKP_REPO',
+    }),
+  );
 
 export const init: CommandModule<GlobalArgs, Args<{ 'chunk-size'?: string; 'pack-size'?: string; 'compression-level'?: number }>> = {
   command: 'init',
@@ -30,7 +38,7 @@ export const init: CommandModule<GlobalArgs, Args<{ 'chunk-size'?: string; 'pack
       .option('compression-level', { type: 'number', describe: 'zstd level, 1 to 19 (default 3)' }) as never,
   handler: async (a) => {
     const ctx = context(a);
-    const target = await openTarget(a.repo);
+    const target = await openTarget(a.repo, s3OptionsFrom(a));
     const repo = await Repository.init(target, {
       chunkSize: a['chunk-size'] !== undefined ? parseSize(a['chunk-size'], '--chunk-size') : undefined,
       packSize: a['pack-size'] !== undefined ? parseSize(a['pack-size'], '--pack-size') : undefined,
@@ -64,7 +72,7 @@ const backupOptions = (y: Argv) =>
 
 async function backupHandler(kind: 'full' | 'incr', a: BackupArgs): Promise<void> {
   const ctx = context(a);
-  const target = await openTarget(a.repo);
+  const target = await openTarget(a.repo, s3OptionsFrom(a));
   const res = await runBackup({
     target,
     devices: a.device,
@@ -130,7 +138,7 @@ export const list: CommandModule<GlobalArgs, Args<{ device?: string }>> = {
   builder: (y) => repoOption(y).option('device', { type: 'string', describe: 'only backups of this device' }) as never,
   handler: async (a) => {
     const ctx = context(a);
-    const repo = await Repository.open(await openTarget(a.repo));
+    const repo = await Repository.open(await openTarget(a.repo, s3OptionsFrom(a)));
     const rows = [];
     for (const ref of await repo.listBackups()) {
       if (a.device !== undefined && ref.deviceKey !== a.device && ref.deviceKey !== deviceKeyOf(a.device)) continue;
@@ -179,7 +187,7 @@ export const restore: CommandModule<GlobalArgs, Args<{ backup: string; device?: 
       .option('force', { type: 'boolean', default: false, describe: 'overwrite a target that holds data or a filesystem' }) as never,
   handler: async (a) => {
     const ctx = context(a);
-    const repo = await Repository.open(await openTarget(a.repo));
+    const repo = await Repository.open(await openTarget(a.repo, s3OptionsFrom(a)));
     const ref = await repo.resolve(a.backup, a.device);
     const r = await runRestore({ repo, ref, to: a.to, force: a.force, reporter: ctx.reporter, signal: ctx.signal });
     const rate = r.bytes / Math.max(0.001, r.durationMs / 1000);
@@ -200,7 +208,7 @@ export const verify: CommandModule<GlobalArgs, Args<{ backup?: string; 'read-dat
       .option('read-data', { type: 'boolean', default: false, describe: 'read, decompress and hash every chunk' }) as never,
   handler: async (a) => {
     const ctx = context(a);
-    const repo = await Repository.open(await openTarget(a.repo));
+    const repo = await Repository.open(await openTarget(a.repo, s3OptionsFrom(a)));
     const r = await runVerify({ repo, backup: a.backup, readData: a['read-data'], reporter: ctx.reporter });
     const bad = r.backups.filter((b) => !b.ok);
     const lines = [
@@ -219,11 +227,11 @@ export const gc: CommandModule<GlobalArgs, Args<{ 'dry-run': boolean }>> = {
   builder: (y) => repoOption(y).option('dry-run', { type: 'boolean', default: false, describe: 'only say what would be removed' }) as never,
   handler: async (a) => {
     const ctx = context(a);
-    const target = await openTarget(a.repo);
+    const target = await openTarget(a.repo, s3OptionsFrom(a));
     const repo = await Repository.open(target);
     const lock = await acquireLock(target, 'bkp gc', (m) => ctx.reporter.warn(m));
     try {
-      const r = await collectGarbage(repo, { dryRun: a['dry-run'] });
+      const r = await collectGarbage(repo, { dryRun: a['dry-run'], checkLock: () => lock.assertHeld() });
       ctx.out(
         `${r.dryRun ? 'would remove' : 'removed'} ${r.packsRemoved} pack(s) (${fmtBytes(r.bytesRemoved)}) and ${r.leftoversRemoved} temporary file(s); ${r.dryRun ? 'would repack' : 'repacked'} ${r.packsRepacked} pack(s) into new ones; ${r.packsKept} pack(s) in use`,
         { command: 'gc', ...r },
@@ -263,7 +271,7 @@ export const prune: CommandModule<GlobalArgs, PruneArgs> = {
       if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw new UsageError(`--keep-${k} must be a whole number of 0 or more (got ${v})`);
     }
     if (!hasRule(policy)) throw new UsageError('name what to keep: --keep-last, --keep-hourly, --keep-daily, --keep-weekly or --keep-monthly');
-    const target = await openTarget(a.repo);
+    const target = await openTarget(a.repo, s3OptionsFrom(a));
     const repo = await Repository.open(target);
     const lock = await acquireLock(target, 'bkp prune', (m) => ctx.reporter.warn(m));
     try {
@@ -277,7 +285,7 @@ export const prune: CommandModule<GlobalArgs, PruneArgs> = {
           crashPoint('prune-removed');
         }
       }
-      const gcResult = await collectGarbage(repo, { dryRun: a['dry-run'] });
+      const gcResult = await collectGarbage(repo, { dryRun: a['dry-run'], checkLock: () => lock.assertHeld() });
       const verb = a['dry-run'] ? 'would remove' : 'removed';
       ctx.out(
         [

@@ -1,7 +1,8 @@
 /** What every command gets: how to talk, whether to print JSON, and the stop signal. */
 import { createReporter, type Reporter } from '../report/reporter.js';
+import type { S3Args } from './s3-options.js';
 
-export interface GlobalArgs {
+export interface GlobalArgs extends S3Args {
   repo?: string;
   quiet?: boolean;
   json?: boolean;

@@ -30,6 +30,8 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Repack a pack when less than this share of its bytes is still referenced (0 disables). */
   repackBelow?: number;
+  /** Called before each change to the repository: throw to stop (the repository lock was lost). */
+  checkLock?: () => void;
 }
 
 async function readAll(repo: Repository): Promise<Array<{ ref: BackupRef; index: BackupIndex }>> {
@@ -116,6 +118,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
         const to = moved.get(`${p}:${e.offset}`);
         return to ? { ...e, packOrdinal: ordinal(to.packId), offset: to.offset, length: to.length } : { ...e, packOrdinal: ordinal(p) };
       });
+      opts.checkLock?.();
       await repo.replaceIndex({ header: index.header, packs, entries });
       result.indexesRewritten++;
       crashPoint('repack-index-rewritten');
@@ -132,6 +135,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
     result.packsRemoved++;
     result.bytesRemoved += size;
     if (!dryRun) {
+      opts.checkLock?.();
       await repo.target.delete(packKey(id));
       crashPoint('gc-deleted');
     }

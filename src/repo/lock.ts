@@ -9,6 +9,12 @@
  * Releasing overwrites one's own generation with `released`; generations are never reused, so a
  * slow process can never take a lock that someone else took after it looked. A lock held by a
  * process that died on this host is taken over with a warning. Works unchanged on object stores.
+ *
+ * A held lock also carries an expiry, which its holder pushes forward while it works (every third
+ * of the lifetime, default 15 minutes). A lock whose expiry has passed is stale wherever its holder
+ * ran (another host, a container, a machine that died): it is taken over with a warning. A holder
+ * that finds a newer generation when it refreshes has lost the lock and must not commit
+ * (`assertHeld`).
  */
 import * as os from 'node:os';
 import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
@@ -22,6 +28,8 @@ export interface LockInfo {
   pid: number;
   startedAt: string;
   command: string;
+  /** When the lock is stale unless its holder refreshed it (ISO time); absent in old records. */
+  expiresAt?: string;
 }
 
 interface LockRecord extends LockInfo {
@@ -31,7 +39,15 @@ interface LockRecord extends LockInfo {
 export interface RepoLock {
   info: LockInfo;
   generation: number;
+  /** Throws LockedError when a refresh found that another process took the lock over. */
+  assertHeld(): void;
   release(): Promise<void>;
+}
+
+/** Lifetime of a lock without refresh, in ms ($BKP_LOCK_TTL_SECONDS, default 15 minutes). */
+export function lockTtlMs(env: NodeJS.ProcessEnv = process.env): number {
+  const s = Number(env.BKP_LOCK_TTL_SECONDS ?? 900);
+  return Number.isFinite(s) && s > 0 ? s * 1000 : 900_000;
 }
 
 export function lockKey(generation: number): string {
@@ -67,7 +83,10 @@ async function readRecord(target: Target, gen: number): Promise<LockRecord | 'mi
 }
 
 export async function acquireLock(target: Target, command: string, warn: (msg: string) => void): Promise<RepoLock> {
+  const ttl = lockTtlMs();
   const info: LockInfo = { host: os.hostname(), pid: process.pid, startedAt: new Date().toISOString(), command };
+  const record = (state: LockRecord['state']): Buffer =>
+    Buffer.from(JSON.stringify({ ...info, ...(state === 'held' ? { expiresAt: new Date(Date.now() + ttl).toISOString() } : {}), state } satisfies LockRecord) + '\n');
   for (let attempt = 0; attempt < 10; attempt++) {
     const gens = await lockGenerations(target);
     const top = gens[0] ?? 0;
@@ -76,15 +95,21 @@ export async function acquireLock(target: Target, command: string, warn: (msg: s
       if (rec === 'missing') continue; // cleaned up meanwhile: look again
       if (rec === 'unreadable') throw new LockedError(`repository ${target.location} is locked by an unknown process (lock object ${lockKey(top)} is unreadable)`);
       if (rec.state === 'held') {
-        if (rec.host !== info.host || alive(rec.pid)) {
+        const expired = rec.expiresAt !== undefined && Date.parse(rec.expiresAt) < Date.now();
+        const dead = rec.host === info.host && !alive(rec.pid);
+        if (!expired && !dead) {
           throw new LockedError(`repository ${target.location} is locked by pid ${rec.pid} on ${rec.host} since ${rec.startedAt} (${rec.command})`);
         }
-        warn(`taking over a stale lock of pid ${rec.pid} (${rec.command}, started ${rec.startedAt}), which is no longer running`);
+        warn(
+          dead
+            ? `taking over a stale lock of pid ${rec.pid} (${rec.command}, started ${rec.startedAt}), which is no longer running`
+            : `taking over an expired lock of pid ${rec.pid} on ${rec.host} (${rec.command}, started ${rec.startedAt}, expired ${rec.expiresAt})`,
+        );
       }
     }
     const gen = top + 1;
     try {
-      await target.put(lockKey(gen), Buffer.from(JSON.stringify({ ...info, state: 'held' } satisfies LockRecord) + '\n'), { ifAbsent: true });
+      await target.put(lockKey(gen), record('held'), { ifAbsent: true });
     } catch (e) {
       if (e instanceof ObjectExistsError) continue; // another process took this generation: look again
       throw e;
@@ -97,13 +122,34 @@ export async function acquireLock(target: Target, command: string, warn: (msg: s
     }
     for (const old of gens.filter((g) => g <= gen - KEEP_GENERATIONS)) await target.delete(lockKey(old)).catch(() => {});
     let released = false;
+    let lost: string | undefined;
+    let refreshing: Promise<void> = Promise.resolve();
+    const refresh = async () => {
+      const newest = (await lockGenerations(target))[0] ?? 0;
+      if (newest !== gen) {
+        lost = `the repository lock was taken over by another process (generation ${newest}) while this one worked; nothing more is committed`;
+        clearInterval(timer);
+        return;
+      }
+      await target.put(lockKey(gen), record('held'));
+    };
+    const timer = setInterval(() => {
+      refreshing = refreshing.then(refresh).catch((e: unknown) => warn(`could not refresh the repository lock: ${(e as Error).message}`));
+    }, Math.max(1000, ttl / 3));
+    timer.unref();
     return {
       info,
       generation: gen,
+      assertHeld() {
+        if (lost) throw new LockedError(lost);
+      },
       release: async () => {
         if (released) return;
         released = true;
-        await target.put(lockKey(gen), Buffer.from(JSON.stringify({ ...info, state: 'released' } satisfies LockRecord) + '\n'));
+        clearInterval(timer);
+        await refreshing;
+        if (lost) return; // the generation is someone else's history now: leave it
+        await target.put(lockKey(gen), record('released'));
       },
     };
   }

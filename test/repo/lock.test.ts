@@ -28,7 +28,8 @@ async function newestKey(t: Target): Promise<string | undefined> {
 async function readLock(t: Target): Promise<LockInfo | undefined> {
   const key = await newestKey(t);
   if (!key) return undefined;
-  const { state, ...info } = JSON.parse((await t.get(key)).toString('utf8')) as LockInfo & { state: string };
+  const { state, expiresAt, ...info } = JSON.parse((await t.get(key)).toString('utf8')) as LockInfo & { state: string };
+  assert.ok(state !== 'held' || expiresAt === undefined || Date.parse(expiresAt) > Date.now(), 'a held lock expires in the future');
   return state === 'held' ? info : undefined;
 }
 

@@ -1,0 +1,84 @@
+/** The repository lock's expiry: what makes it work across hosts (S3) where no pid can be checked. */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { acquireLock, lockGenerations, lockKey } from '../../src/repo/lock.js';
+import { LocalTarget } from '../../src/storage/local/local-target.js';
+import { LockedError } from '../../src/errors.js';
+
+async function record(t: LocalTarget, gen?: number): Promise<Record<string, unknown>> {
+  const g = gen ?? (await lockGenerations(t))[0]!;
+  return JSON.parse((await t.get(lockKey(g))).toString('utf8')) as Record<string, unknown>;
+}
+
+async function foreignLock(t: LocalTarget, expiresAt: string): Promise<void> {
+  const next = ((await lockGenerations(t))[0] ?? 0) + 1;
+  const rec = { host: 'other-host.example', pid: 4242, startedAt: '2026-01-01T00:00:00.000Z', command: 'bkp full /dev/sda', expiresAt, state: 'held' };
+  await t.put(lockKey(next), Buffer.from(JSON.stringify(rec)));
+}
+
+describe('repository lock expiry', () => {
+  let dir: string;
+  let n = 0;
+  const saved = process.env.BKP_LOCK_TTL_SECONDS;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bkp-lock-ttl-'));
+  });
+  after(async () => {
+    if (saved === undefined) delete process.env.BKP_LOCK_TTL_SECONDS;
+    else process.env.BKP_LOCK_TTL_SECONDS = saved;
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+  const repo = () => new LocalTarget(path.join(dir, `r${n++}`));
+
+  test("another host's live lock blocks, naming pid, host and start", async () => {
+    const t = repo();
+    await foreignLock(t, new Date(Date.now() + 600_000).toISOString());
+    await assert.rejects(acquireLock(t, 'bkp incr', () => {}), (e: Error) => /pid 4242 on other-host\.example since 2026-01-01/.test(e.message));
+  });
+
+  test("another host's expired lock is taken over with a warning", async () => {
+    const t = repo();
+    await foreignLock(t, new Date(Date.now() - 1000).toISOString());
+    const warnings: string[] = [];
+    const lock = await acquireLock(t, 'bkp incr', (m) => warnings.push(m));
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /expired lock of pid 4242 on other-host\.example/);
+    assert.equal((await record(t)).pid, process.pid);
+    await lock.release();
+    assert.equal((await record(t)).state, 'released');
+  });
+
+  test('the holder pushes its expiry forward while it works', async () => {
+    process.env.BKP_LOCK_TTL_SECONDS = '3';
+    const t = repo();
+    const lock = await acquireLock(t, 'bkp full', () => {});
+    const first = Date.parse(String((await record(t)).expiresAt));
+    assert.ok(first > Date.now() && first <= Date.now() + 3000);
+    await sleep(2500); // one refresh happens every second (a third of 3 s)
+    const later = Date.parse(String((await record(t)).expiresAt));
+    assert.ok(later > first + 1000, `refreshed: ${first} → ${later}`);
+    // and so a second process never sees it expired
+    await assert.rejects(acquireLock(t, 'bkp gc', () => {}), LockedError);
+    await lock.release();
+    delete process.env.BKP_LOCK_TTL_SECONDS;
+  });
+
+  test('a holder whose lock was taken over learns it and refuses to commit', async () => {
+    process.env.BKP_LOCK_TTL_SECONDS = '3';
+    const t = repo();
+    const lock = await acquireLock(t, 'bkp full', () => {});
+    lock.assertHeld();
+    // someone takes over (as after an expiry while this process was frozen)
+    await foreignLock(t, new Date(Date.now() + 600_000).toISOString());
+    await sleep(1500);
+    assert.throws(() => lock.assertHeld(), (e: Error) => /taken over by another process/.test(e.message));
+    await lock.release();
+    // the newer holder's record is untouched by the release
+    assert.equal((await record(t)).host, 'other-host.example');
+    delete process.env.BKP_LOCK_TTL_SECONDS;
+  });
+});
