@@ -189,7 +189,7 @@ export const restore: CommandModule<GlobalArgs, Args<{ backup: string; device?: 
     const ctx = context(a);
     const repo = await Repository.open(await openTarget(a.repo, s3OptionsFrom(a)));
     const ref = await repo.resolve(a.backup, a.device);
-    const r = await runRestore({ repo, ref, to: a.to, force: a.force, reporter: ctx.reporter, signal: ctx.signal });
+    const r = await runRestore({ repo, ref, to: a.to, force: a.force, reporter: ctx.reporter, signal: ctx.signal, readAhead: a['s3-concurrency'] });
     const rate = r.bytes / Math.max(0.001, r.durationMs / 1000);
     ctx.out(
       `restored ${r.header.device.path} from backup ${r.header.backupId} to ${r.to}: ${fmtBytes(r.bytes)} (${fmtBytes(r.zeroBytes)} zeros) in ${fmtDuration(r.durationMs)}, ${fmtBytes(rate)}/s; every chunk verified`,

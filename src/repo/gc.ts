@@ -14,6 +14,7 @@ import { PackWriter } from './pack-writer.js';
 import type { ChunkLocation } from './chunk-map.js';
 import { CorruptError } from '../errors.js';
 import { crashPoint } from '../faults.js';
+import { ARCHIVE_CLASSES } from '../storage/target.js';
 
 export interface GcResult {
   packsKept: number;
@@ -55,9 +56,12 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
   let indexes = await readAll(repo);
 
   const sizes = new Map<string, number>();
+  const archived = new Set<string>();
   for await (const o of repo.target.list('packs/')) {
     const id = packIdFromKey(o.key);
-    if (id) sizes.set(id, o.size);
+    if (!id) continue;
+    sizes.set(id, o.size);
+    if (o.storageClass && ARCHIVE_CLASSES.has(o.storageClass)) archived.add(id);
   }
 
   // live envelopes of every pack: offset → (length, id, plain length)
@@ -76,6 +80,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
   for (const [p, m] of live) {
     const size = sizes.get(p);
     if (size === undefined) continue; // missing: verify reports it; nothing to repack
+    if (archived.has(p)) continue; // cannot be read without a thaw: kept whole until no backup needs it
     let used = 0;
     for (const v of m.values()) used += v.length;
     if (used < size * threshold) repack.push(p);

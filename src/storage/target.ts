@@ -9,7 +9,12 @@ export interface ObjectInfo {
   size: number;
   /** Last modification, ms since the epoch. */
   mtimeMs: number;
+  /** Storage class, where the target has them (S3); undefined means the default, instantly readable. */
+  storageClass?: string;
 }
+
+/** S3 storage classes whose objects must be restored (thawed) before they can be read. */
+export const ARCHIVE_CLASSES: ReadonlySet<string> = new Set(['GLACIER', 'DEEP_ARCHIVE']);
 
 export interface PutOptions {
   /** Fail with ObjectExistsError instead of replacing an existing object. */

@@ -147,6 +147,46 @@ describe('bkp with an S3 repository', () => {
     c.destroy();
   });
 
+  test('archived packs: gc does not repack them; a restore that meets one says so (exit 29)', { timeout: 180_000 }, async () => {
+    const results: Record<string, number> = {};
+    let repoArchived = '';
+    let keepId = '';
+    for (const cls of ['STANDARD', 'GLACIER']) {
+      const bucket = await newBucket(endpoint, `arch-${cls.toLowerCase()}`);
+      const repo = `s3://${bucket}/r`;
+      const dev = await h.loop(8 * MiB, pattern(21));
+      await ok(['init', '--repo', repo, '--chunk-size', '64K', '--pack-size', '4M']);
+      const sc = cls === 'STANDARD' ? [] : ['--s3-storage-class', cls];
+      await ok(['full', '--repo', repo, '--device', dev, '--no-snapshot', ...sc]);
+      // change most of the device, so that most of the first packs is dead after prune
+      for (let off = 0; off < 6 * MiB; off += 64 * 1024) await h.write(dev, off, patternBuffer(99, off, 64 * 1024));
+      keepId = JSON.parse((await ok(['full', '--repo', repo, '--device', dev, '--no-snapshot', '--json', ...sc])).stdout).backupId;
+      const pr = JSON.parse((await ok(['prune', '--repo', repo, '--keep-last', '1', '--json', ...sc])).stdout);
+      results[cls] = pr.gc?.packsRepacked ?? pr.packsRepacked;
+      if (cls === 'GLACIER') repoArchived = repo;
+      assert.equal(await restoredHash(repo, keepId), await sha256Of(dev));
+    }
+    assert.ok(results.STANDARD! > 0, `the control repacks: ${JSON.stringify(results)}`);
+    assert.equal(results.GLACIER, 0, 'archived packs are left whole');
+
+    // a store that answers InvalidObjectState for packs, as S3 does for GLACIER and DEEP_ARCHIVE
+    const { startFaultProxy } = await import('../support/fault-proxy.js');
+    const cold = await startFaultProxy({
+      upstream: endpoint,
+      seed: 1,
+      rate: 0,
+      answer: (m, url) => (m === 'GET' && url.includes('/packs/') ? { status: 403, code: 'InvalidObjectState' } : undefined),
+    });
+    try {
+      const r = await bkp(['restore', '--repo', repoArchived, '--backup', keepId, '--to', path.join(h.dir, 'cold.img'), '--s3-endpoint', cold.endpoint]);
+      assert.equal(r.code, ExitCode.OBJECT_ARCHIVED, r.stderr);
+      assert.match(r.stderr, /archive storage class.*restored before/);
+      assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('bkp:')).length, 1, r.stderr);
+    } finally {
+      await cold.close();
+    }
+  });
+
   describe('what users get wrong: one line, a distinct exit code, never the secret', () => {
     let bucket: string;
     before(async () => {
@@ -205,10 +245,10 @@ describe('bkp with an S3 repository', () => {
     test('a storage class the store does not have is a config error naming it', async () => {
       const dev = await h.loop(4 * MiB, pattern(5));
       await ok(['init', '--repo', `s3://${bucket}/sc`]);
-      const r = await bkp(['full', '--repo', `s3://${bucket}/sc`, '--device', dev, '--no-snapshot', '--s3-storage-class', 'GLACIER']);
+      const r = await bkp(['full', '--repo', `s3://${bucket}/sc`, '--device', dev, '--no-snapshot', '--s3-storage-class', 'ONEZONE_IA']);
       assert.equal(r.code, ExitCode.CONFIG_INVALID, r.stderr);
       // progress lines aside, the error is one line, and there is no stack trace
-      assert.equal(r.stderr.split('\n').filter((l) => /GLACIER/.test(l)).length, 1, r.stderr);
+      assert.equal(r.stderr.split('\n').filter((l) => /ONEZONE_IA/.test(l)).length, 1, r.stderr);
       assert.doesNotMatch(r.stderr, /^\s+at /m);
       // nothing committed: the repository has no backup
       const l = await bkp(['list', '--repo', `s3://${bucket}/sc`, '--json']);

@@ -90,11 +90,14 @@ wait_for_rgw() {
 }
 radosgw -c "$CEPH_CONF" -n client.rgw.a
 wait_for_rgw
-# a second storage class, so that tests can put pack objects in a class of their own; the
-# gateway reads placement at start, so it is restarted once
-radosgw-admin -c "$CEPH_CONF" zonegroup placement add --rgw-zonegroup default --placement-id default-placement --storage-class STANDARD_IA >/dev/null
-radosgw-admin -c "$CEPH_CONF" zone placement add --rgw-zone default --placement-id default-placement --storage-class STANDARD_IA \
-  --data-pool default.rgw.standard-ia.data >/dev/null
+# more storage classes, so that tests can put pack objects in classes of their own (here GLACIER
+# is only a name: objects in it stay readable); the gateway reads placement at start, so it is
+# restarted once
+for class in STANDARD_IA GLACIER; do
+  radosgw-admin -c "$CEPH_CONF" zonegroup placement add --rgw-zonegroup default --placement-id default-placement --storage-class "$class" >/dev/null
+  radosgw-admin -c "$CEPH_CONF" zone placement add --rgw-zone default --placement-id default-placement --storage-class "$class" \
+    --data-pool "default.rgw.${class,,}.data" >/dev/null
+done
 pid=$(cat "$D/run/client.rgw.a.pid")
 kill "$pid"
 while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done

@@ -18,6 +18,8 @@ export const S3_OTHER_KEY = 'othertestkey';
 export const S3_OTHER_SECRET = 'othertestsecret';
 
 let started: Promise<string> | undefined;
+// the SDK's Node 20 deprecation notice would land in every test's output (bin/bkp.js silences it for bkp)
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -74,6 +76,7 @@ export function s3Env(endpoint: string): NodeJS.ProcessEnv {
     AWS_ENDPOINT_URL: endpoint,
     AWS_REGION: 'us-east-1',
     AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   };
 }
 
