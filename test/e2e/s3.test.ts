@@ -6,6 +6,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -217,15 +219,26 @@ describe('bkp with an S3 repository', () => {
         says: () => /credentials/,
       },
       { name: 'nothing listens at the endpoint', args: () => ['list', '--repo', `s3://${bucket}/x`, '--s3-endpoint', `http://127.0.0.1:${deadPort}`], env: () => ({ BKP_S3_MAX_ATTEMPTS: '2' }), code: ExitCode.STORAGE_UNREACHABLE, says: () => new RegExp(`127\\.0\\.0\\.1:${deadPort}`) },
+      { name: 'endpoint host does not resolve', args: () => ['list', '--repo', `s3://${bucket}/x`, '--s3-endpoint', 'http://no-such-host.invalid'], env: () => ({ BKP_S3_MAX_ATTEMPTS: '1' }), code: ExitCode.STORAGE_UNREACHABLE, says: () => /no-such-host\.invalid/ },
+      { name: 'endpoint is a web server, not S3', args: () => ['list', '--repo', `s3://${bucket}/x`, '--s3-endpoint', `http://127.0.0.1:${webPort}`], code: ExitCode.STORAGE_UNREACHABLE, says: () => /is it an S3 endpoint/ },
       { name: 'endpoint is not a URL', args: () => ['list', '--repo', `s3://${bucket}/x`, '--s3-endpoint', 'not a url'], code: ExitCode.USAGE, says: () => /endpoint/ },
       { name: 'URL without a bucket', args: () => ['list', '--repo', 's3:///prefix'], code: ExitCode.USAGE, says: () => /no bucket/ },
       { name: 'invalid bucket name', args: () => ['list', '--repo', 's3://Bad_Bucket/x'], code: ExitCode.USAGE, says: () => /Bad_Bucket/ },
       { name: 'absurd concurrency', args: () => ['list', '--repo', `s3://${bucket}/x`, '--s3-concurrency', '0'], code: ExitCode.USAGE, says: () => /--s3-concurrency/ },
     ];
     let deadPort = 0;
+    let webPort = 0;
+    let web: http.Server;
     before(async () => {
       deadPort = await freePort();
+      web = http.createServer((_req, res) => {
+        res.writeHead(404, { 'content-type': 'text/html' });
+        res.end('<html><body>Not Found</body></html>');
+      });
+      await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+      webPort = (web.address() as AddressInfo).port;
     });
+    after(() => new Promise<void>((r) => web.close(() => r())));
     for (const c of cases) {
       test(c.name, async () => {
         for (const debug of ['0', '1']) {

@@ -42,7 +42,10 @@ export interface S3ErrorContext {
 /** The S3 error code of an SDK error (`NoSuchKey`, `PreconditionFailed`, …), or undefined. */
 export function s3Code(e: unknown): string | undefined {
   const err = e as SdkError;
-  return err?.Code ?? err?.name ?? err?.code;
+  if (err?.Code) return err.Code;
+  // network failures come as plain Errors whose code is the errno name (ENOTFOUND, ECONNREFUSED)
+  if (typeof err?.code === 'string' && /^E[A-Z]+$/.test(err.code)) return err.code;
+  return err?.name && err.name !== 'Error' ? err.name : err?.code;
 }
 
 export function httpStatus(e: unknown): number | undefined {
@@ -89,6 +92,9 @@ export function mapS3Error(e: unknown, ctx: S3ErrorContext, key?: string): unkno
   }
   if (NETWORK.has(code) || code === 'TimeoutError' || code === 'RequestTimeout' || /socket hang up|timed out|ECONNREFUSED|ENOTFOUND|EAI_AGAIN/i.test(detail)) {
     return new StorageUnreachableError(`cannot reach S3 endpoint ${ctx.endpoint} for bucket ${ctx.bucket} (${code || detail})`, { cause: e });
+  }
+  if (status === 404 || code === 'UnknownError' || code === 'NotFound') {
+    return new StorageUnreachableError(`${ctx.endpoint} answered HTTP ${status ?? '?'} without an S3 error for ${key ?? ctx.url}: is it an S3 endpoint?`, { cause: e });
   }
   if ((status ?? 0) >= 500 || code === 'SlowDown' || code === 'ServiceUnavailable' || code === 'InternalError') {
     return new StorageUnreachableError(`S3 at ${ctx.endpoint} kept failing for ${ctx.url}${key ? ` (${key})` : ''}: ${code || status} after retries`, {

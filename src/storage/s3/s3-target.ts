@@ -215,7 +215,7 @@ export class S3Target implements Target {
         });
       } catch (e) {
         const code = s3Code(e);
-        if (code === 'NoSuchKey' || (httpStatus(e) === 404 && code !== 'NoSuchBucket')) throw new ObjectMissingError(key, this.location);
+        if (code === 'NoSuchKey') throw new ObjectMissingError(key, this.location);
         if (code === 'InvalidRange') throw new ObjectMissingError(key, this.location);
         // a body cut short or a connection reset while reading: the SDK retries only the request
         if (attempt < READ_ATTEMPTS && (e instanceof ShortReadError || isBodyError(e))) continue;
