@@ -1,6 +1,8 @@
 /**
  * Gathers sealed envelopes into packs and stores each pack when it is full. Memory is bounded:
  * at most one pack being filled plus `maxUploads` packs being stored; `add` waits when full.
+ * A pack is filled into one contiguous buffer, so that targets store it without gathering it
+ * again (an S3 upload needs one body it can re-send on a retry) and envelopes are freed at once.
  */
 import pLimit from 'p-limit';
 import { encodePackTrailer, newPackId, packKey, type PackEntry } from './pack.js';
@@ -10,7 +12,7 @@ import { crashPoint } from '../faults.js';
 
 export class PackWriter {
   private packId = newPackId();
-  private parts: Buffer[] = [];
+  private buf: Buffer | undefined;
   private entries: PackEntry[] = [];
   private bytes = 0;
   private readonly limit;
@@ -29,24 +31,37 @@ export class PackWriter {
   async add(id: Buffer, envelope: Buffer, plainLength: number): Promise<ChunkLocation> {
     if (this.error) throw this.error;
     const loc = { packId: this.packId, offset: this.bytes, length: envelope.length };
-    this.parts.push(envelope);
+    this.append(envelope);
     this.entries.push({ id, offset: this.bytes, length: envelope.length, plainLength });
     this.bytes += envelope.length;
     if (this.bytes >= this.packSize) await this.seal();
     return loc;
   }
 
+  /** Copies bytes to the end of the pack being filled (at `this.bytes`), growing it when needed. */
+  private append(data: Uint8Array): void {
+    const need = this.bytes + data.length;
+    if (!this.buf || this.buf.length < need) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(need, this.buf ? this.buf.length * 2 : this.packSize + (this.packSize >> 4)));
+      this.buf?.copy(grown, 0, 0, this.bytes);
+      this.buf = grown;
+    }
+    this.buf.set(data, this.bytes);
+  }
+
   private async seal(): Promise<void> {
     if (this.entries.length === 0) return;
-    const parts = [...this.parts, encodePackTrailer(this.entries)];
+    const trailer = encodePackTrailer(this.entries);
+    this.append(trailer);
+    const body = this.buf!.subarray(0, this.bytes + trailer.length);
     const key = packKey(this.packId);
     this.packId = newPackId();
-    this.parts = [];
+    this.buf = undefined;
     this.entries = [];
     this.bytes = 0;
     // backpressure: wait for a free upload slot before filling the next pack
     while (this.inflight.size >= this.maxUploads) await Promise.race(this.inflight);
-    const p: Promise<void> = this.limit(() => this.target.put(key, parts)).then(
+    const p: Promise<void> = this.limit(() => this.target.put(key, body)).then(
       () => {
         crashPoint('pack-stored');
         this.inflight.delete(p);

@@ -189,6 +189,36 @@ describe('bkp with an S3 repository', () => {
     }
   });
 
+  test('no command prints the secret key, in text, JSON or debug output', { timeout: 180_000 }, async () => {
+    const bucket = await newBucket(endpoint, 'secret');
+    const repo = `s3://${bucket}/r`;
+    const dev = await h.loop(4 * MiB, pattern(31));
+    const out: string[] = [];
+    const runs: string[][] = [
+      ['init', '--repo', repo],
+      ['full', '--repo', repo, '--device', dev],
+      ['incr', '--repo', repo, '--device', dev, '--json'],
+      ['list', '--repo', repo],
+      ['list', '--repo', repo, '--json'],
+      ['verify', '--repo', repo, '--read-data', '--json'],
+      ['restore', '--repo', repo, '--backup', 'latest', '--to', path.join(h.dir, 'secret.img'), '--json'],
+      ['prune', '--repo', repo, '--keep-last', '1', '--json'],
+      ['gc', '--repo', repo, '--json'],
+      ['list', '--repo', `s3://${bucket}-missing/r`],
+      ['list', '--repo', repo, '--s3-endpoint', 'http://127.0.0.1:1'],
+    ];
+    for (const args of runs) {
+      for (const debug of ['0', '1']) {
+        const r = await bkp(args, { BKP_DEBUG: debug, BKP_S3_MAX_ATTEMPTS: '1' });
+        out.push(`$ bkp ${args.join(' ')}\n${r.stdout}${r.stderr}`);
+      }
+      await fs.rm(path.join(h.dir, 'secret.img'), { force: true });
+    }
+    const all = out.join('\n');
+    assert.match(all, /incr backup|"backupId"/, 'the commands ran');
+    assert.ok(!all.includes(S3_SECRET), 'the secret key appears in the output');
+  });
+
   describe('what users get wrong: one line, a distinct exit code, never the secret', () => {
     let bucket: string;
     before(async () => {
