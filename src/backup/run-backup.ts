@@ -88,7 +88,7 @@ async function previousOf(repo: Repository, deviceKey: string, packIds: () => Pr
   const ref = await repo.latestOf(deviceKey);
   if (!ref) return { index: null, header: null, damage: null };
   try {
-    const index = await repo.readIndex(ref);
+    const index = await repo.readIndex(ref, { cache: true });
     const present = await packIds();
     const missing = index.packs.find((p) => !present.has(p));
     return { index, header: index.header, damage: missing ? `pack ${missing} is missing` : null };

@@ -149,7 +149,13 @@ export async function acquireLock(target: Target, command: string, warn: (msg: s
         clearInterval(timer);
         await refreshing;
         if (lost) return; // the generation is someone else's history now: leave it
-        await target.put(lockKey(gen), record('released'));
+        try {
+          await target.put(lockKey(gen), record('released'));
+        } catch (e) {
+          // what the lock protected is done (committed or not); a lock left held is stale for the
+          // next run on this host at once, and for everyone once it expires
+          warn(`could not release the repository lock (${(e as Error).message}); it is taken over by the next run on this host, or by any once it expires`);
+        }
       },
     };
   }

@@ -20,6 +20,7 @@ export interface BackupRef {
 
 export class Repository {
   private chunkMapPromise: Promise<ChunkMap> | undefined;
+  private readonly indexCache = new Map<string, Promise<BackupIndex>>();
 
   private constructor(readonly target: Target, readonly config: RepoConfig) {}
 
@@ -61,8 +62,24 @@ export class Repository {
     return out.sort((a, b) => (a.backupId < b.backupId ? -1 : a.backupId > b.backupId ? 1 : a.deviceKey < b.deviceKey ? -1 : 1));
   }
 
-  async readIndex(ref: Pick<BackupRef, 'backupId' | 'deviceKey'>): Promise<BackupIndex> {
+  /**
+   * Reads and checks one index. With `cache`, the decoded index is kept for the next read of the
+   * same index by this Repository (a backup reads the previous index of a device twice: for the
+   * chain and for dedup).
+   */
+  readIndex(ref: Pick<BackupRef, 'backupId' | 'deviceKey'>, opts: { cache?: boolean } = {}): Promise<BackupIndex> {
     const key = indexKey(ref.backupId, ref.deviceKey);
+    if (!opts.cache) return this.loadIndex(ref, key);
+    let p = this.indexCache.get(key);
+    if (!p) {
+      p = this.loadIndex(ref, key);
+      this.indexCache.set(key, p);
+      p.catch(() => this.indexCache.delete(key));
+    }
+    return p;
+  }
+
+  private async loadIndex(ref: Pick<BackupRef, 'backupId' | 'deviceKey'>, key: string): Promise<BackupIndex> {
     let raw: Buffer;
     try {
       raw = await this.target.get(key);
@@ -135,10 +152,16 @@ export class Repository {
     this.chunkMapPromise ??= (async () => {
       const map = new ChunkMap();
       const present = await this.presentPacks();
-      for (const ref of await this.listBackups()) {
+      // the newest index of every device: each index is complete, so together they hold every
+      // chunk the devices had at their last backup. Older backups are not read: their other chunks
+      // rarely come back, and reading them would cost memory and requests in proportion to the
+      // repository's history rather than to its devices.
+      const newest = new Map<string, BackupRef>();
+      for (const ref of await this.listBackups()) newest.set(ref.deviceKey, ref);
+      for (const ref of newest.values()) {
         let idx: BackupIndex;
         try {
-          idx = await this.readIndex(ref);
+          idx = await this.readIndex(ref, { cache: true });
         } catch (e) {
           // a damaged index only costs dedup against it; verify reports it
           if (e instanceof CorruptError) continue;
