@@ -46,7 +46,7 @@ export function parseJsonWithLines(text: string): ParsedJson {
     }
     throw new JsonSyntaxError(msg, l, at - s + 1);
   };
-  const describe = (at: number): string => (at >= text.length ? 'end of file' : `${JSON.stringify(text[at])}`);
+  const describe = (at: number): string => (at >= text.length ? 'end of file' : text[at]! < ' ' ? JSON.stringify(text[at]) : `'${text[at]}'`);
 
   const skip = () => {
     for (;;) {

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { acquireLock, type RepoLock } from '../repo/lock.js';
 import { LocalTarget } from '../storage/local/local-target.js';
 import { devNumOf } from './mounts.js';
-import { fromSystemError, isSystemError, PermissionError } from '../errors.js';
+import { fromSystemError, isSystemError, NotADeviceError, PermissionError } from '../errors.js';
 
 export const DEFAULT_LOCK_DIR = '/run/bkp/locks';
 
@@ -54,6 +54,7 @@ export async function acquireDeviceLocks(devices: readonly string[], command: st
     if (isSystemError(e, 'EACCES') || isSystemError(e, 'EROFS') || isSystemError(e, 'EPERM')) {
       throw new PermissionError(`cannot create the device lock directory ${dir} (${(e as NodeJS.ErrnoException).code}); run bkp as root or set BKP_LOCK_DIR`, { cause: e });
     }
+    if (isSystemError(e, 'ENOTDIR') || isSystemError(e, 'EEXIST')) throw new NotADeviceError(`the device lock directory ${dir} is not a directory; set BKP_LOCK_DIR`, { cause: e });
     throw e;
   }
   const named = await Promise.all(devices.map(async (d) => ({ device: d, name: await deviceLockName(d) })));
