@@ -40,6 +40,7 @@ export const init: CommandModule<GlobalArgs, Args<{ 'chunk-size'?: string; 'pack
       compressionLevel: a['compression-level'],
     });
     ctx.out(`created repository ${target.location} (chunk size ${fmtBytes(repo.config.chunkSize)}, zstd level ${repo.config.compression.level})`, {
+      command: 'init',
       repository: target.location,
       config: repo.config,
     });
@@ -153,7 +154,7 @@ export const list: CommandModule<GlobalArgs, Args<{ device?: string }>> = {
           ),
         ].join('\n')
       : 'no backups';
-    ctx.out(text, { backups: rows });
+    ctx.out(text, { command: 'list', backups: rows });
   },
 };
 
