@@ -57,7 +57,8 @@ export function lastSuccessFrom(text: string): number | undefined {
 
 export function renderMetrics(m: RunMetrics, previousLastSuccess?: number): string {
   const out: string[] = [];
-  const job = { job: m.job };
+  // not `job`: Prometheus sets that label to the scrape job and would rename ours to exported_job
+  const job = { bkp_job: m.job };
   const gauge = (name: string, help: string, samples: Array<[Record<string, string | undefined>, number]>) => {
     if (samples.length === 0) return;
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);

@@ -64,8 +64,8 @@ describe('bkp run (configured job, blksnap fake, loop devices)', () => {
     assert.equal(r.backup.snapshot, true);
     assert.deepEqual(r.backup.devices.map((d: { ok: boolean }) => d.ok), [true, true]);
     const m = await readMetrics();
-    assert.equal(sampleOf(m, 'bkp_last_run_exit_code', { job: 'sys' })!.value, 0);
-    assert.ok(sampleOf(m, 'bkp_last_success_timestamp_seconds', { job: 'sys' })!.value > Date.now() / 1000 - 60);
+    assert.equal(sampleOf(m, 'bkp_last_run_exit_code', { bkp_job: 'sys' })!.value, 0);
+    assert.ok(sampleOf(m, 'bkp_last_success_timestamp_seconds', { bkp_job: 'sys' })!.value > Date.now() / 1000 - 60);
     assert.equal(sampleOf(m, 'bkp_last_run_bytes_read', { device: devs[0]! })!.value, SIZE);
     assert.equal(sampleOf(m, 'bkp_last_run_info', { device: devs[1]! })!.labels.kind, 'full');
   });
@@ -129,8 +129,8 @@ describe('bkp run (configured job, blksnap fake, loop devices)', () => {
     assert.equal(r.code, ExitCode.DEVICE_MISSING, r.stderr);
     assert.match(r.stderr, /^bkp: device .*gone does not exist$/m);
     const m = await readMetrics();
-    assert.equal(sampleOf(m, 'bkp_last_run_exit_code', { job: 'broken' })!.value, ExitCode.DEVICE_MISSING);
-    assert.equal(sampleOf(m, 'bkp_last_success_timestamp_seconds', { job: 'broken' })!.value, before);
+    assert.equal(sampleOf(m, 'bkp_last_run_exit_code', { bkp_job: 'broken' })!.value, ExitCode.DEVICE_MISSING);
+    assert.equal(sampleOf(m, 'bkp_last_success_timestamp_seconds', { bkp_job: 'broken' })!.value, before);
   });
 
   test('configuration errors: exit 26 naming the key and line; unknown job names the jobs', async () => {

@@ -28,7 +28,7 @@ describe('metrics file', () => {
   test('a successful run: every metric, parseable as Prometheus text', () => {
     const { samples, types } = parsePrometheusText(renderMetrics(ok));
     for (const n of types.values()) assert.equal(n, 'gauge');
-    const v = (name: string, labels: Record<string, string> = {}) => sampleOf(samples, name, { job: 'db', ...labels })?.value;
+    const v = (name: string, labels: Record<string, string> = {}) => sampleOf(samples, name, { bkp_job: 'db', ...labels })?.value;
     assert.equal(v('bkp_last_success_timestamp_seconds'), Math.round(ok.finishedAt.getTime() / 1000));
     assert.equal(v('bkp_last_run_exit_code'), 0);
     assert.equal(v('bkp_last_run_duration_seconds'), 200.5);
@@ -38,7 +38,7 @@ describe('metrics file', () => {
     assert.equal(v('bkp_last_run_chunks_reused', { device: '/dev/sdb' }), 5);
     assert.equal(v('bkp_last_run_backups_removed'), 2);
     const info = sampleOf(samples, 'bkp_last_run_info', { device: '/dev/sdb' })!;
-    assert.deepEqual(info.labels, { job: 'db', device: '/dev/sdb', kind: 'incr', mode: 'digest', fallback_reason: ok.devices[0]!.fallbackReason!, backup_id: 'B1' }, 'quotes and newlines survive escaping');
+    assert.deepEqual(info.labels, { bkp_job: 'db', device: '/dev/sdb', kind: 'incr', mode: 'digest', fallback_reason: ok.devices[0]!.fallbackReason!, backup_id: 'B1' }, 'quotes and newlines survive escaping');
     assert.equal(sampleOf(samples, 'bkp_last_run_info', { device: '/dev/sdc' })!.labels.fallback_reason, '');
   });
 
