@@ -5,7 +5,7 @@
 // The S3 tests need a real S3 server: one Ceph RADOS Gateway on 127.0.0.1 is started here for the
 // whole run (test/support/ceph-s3-server.sh) and its endpoint passed in BKP_TEST_S3_ENDPOINT.
 // Without Ceph's packages the run fails, unless BKP_TEST_S3=skip is set on purpose.
-import { readdirSync, mkdtempSync } from 'node:fs';
+import { readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync, execFileSync } from 'node:child_process';
@@ -35,6 +35,9 @@ const freePort = () =>
   });
 
 const env = { ...process.env };
+// device locks of this run stay in this run (not /run/bkp/locks, shared with real backups and other checkouts)
+const lockDir = env.BKP_LOCK_DIR ? undefined : mkdtempSync(join(tmpdir(), 'bkp-test-locks-'));
+if (lockDir) env.BKP_LOCK_DIR = lockDir;
 let stopS3 = () => {};
 const s3Files = files.filter((f) => /s3/i.test(f));
 if (s3Files.length && !env.BKP_TEST_S3_ENDPOINT) {
@@ -68,8 +71,10 @@ if (s3Files.length && !env.BKP_TEST_S3_ENDPOINT) {
 }
 process.on('SIGINT', () => {
   stopS3();
+  if (lockDir) rmSync(lockDir, { recursive: true, force: true });
   process.exit(130);
 });
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { cwd: root, stdio: 'inherit', env });
 stopS3();
+if (lockDir) rmSync(lockDir, { recursive: true, force: true });
 process.exit(r.status ?? 1);

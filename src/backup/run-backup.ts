@@ -1,11 +1,12 @@
 /**
- * `bkp full` and `bkp incr`: lock the repository, take one blksnap snapshot across all devices
+ * `bkp full` and `bkp incr`: lock the devices and the repository, take one blksnap snapshot across all devices
  * (or read them directly with --no-snapshot), back each device up, commit its index, and release
  * everything — snapshot, difference storage, lock — whatever happens.
  */
 import * as path from 'node:path';
 import { Repository, deviceKeyOf, newBackupId } from '../repo/repository.js';
-import { acquireLock } from '../repo/lock.js';
+import { acquireLock, type RepoLock } from '../repo/lock.js';
+import { acquireDeviceLocks } from '../device/device-lock.js';
 import { CodecPool } from '../repo/codec-pool.js';
 import { PackWriter } from '../repo/pack-writer.js';
 import { checkCompressionLevel } from '../repo/config.js';
@@ -130,7 +131,16 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
       );
     }
   }
-  const lock = await acquireLock(opts.target, `bkp ${opts.kind} ${opts.devices.join(' ')}`, (m) => reporter.warn(m));
+  const command = `bkp ${opts.kind} ${opts.devices.join(' ')}`;
+  // one bkp per device (whatever the repository), then one writer per repository
+  const deviceLocks = await acquireDeviceLocks(opts.devices, command, (m) => reporter.warn(m));
+  let lock: RepoLock;
+  try {
+    lock = await acquireLock(opts.target, command, (m) => reporter.warn(m));
+  } catch (e) {
+    await deviceLocks.release();
+    throw e;
+  }
   await pausePoint('backup-locked');
   const warnings: string[] = [];
   const warn = (m: string) => {
@@ -248,6 +258,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
     await session?.close().catch((e: unknown) => reporter.error(`releasing the snapshot: ${(e as Error).message}; run bkp snapshot cleanup`));
     await pool?.close();
     await lock.release();
+    await deviceLocks.release();
   }
   return { backupId, kind: opts.kind, snapshot: !!session, devices: outcomes, warnings };
 }

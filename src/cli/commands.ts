@@ -13,8 +13,11 @@ import { collectGarbage } from '../repo/gc.js';
 import { acquireLock } from '../repo/lock.js';
 import { fmtBytes, fmtDuration } from '../report/reporter.js';
 import { CorruptError, ExitCode, UsageError } from '../errors.js';
-import { planRetention, hasRule, type RetentionPolicy } from '../repo/retention.js';
-import { crashPoint } from '../faults.js';
+import { hasRule, type RetentionPolicy } from '../repo/retention.js';
+import { pruneBackups } from '../repo/prune.js';
+import { backupLines, pruneLines } from './render.js';
+import { recordMetrics } from './metrics-hook.js';
+import { run, configCheck } from './run-command.js';
 
 type Args<T> = T & GlobalArgs;
 
@@ -45,6 +48,7 @@ export const init: CommandModule<GlobalArgs, Args<{ 'chunk-size'?: string; 'pack
       compressionLevel: a['compression-level'],
     });
     ctx.out(`created repository ${target.location} (chunk size ${fmtBytes(repo.config.chunkSize)}, zstd level ${repo.config.compression.level})`, {
+      command: 'init',
       repository: target.location,
       config: repo.config,
     });
@@ -59,6 +63,7 @@ type BackupArgs = Args<{
   'blksnap-device'?: string;
   'diff-storage': string;
   'diff-storage-limit': string;
+  'metrics-file'?: string;
 }>;
 
 const backupOptions = (y: Argv) =>
@@ -68,10 +73,12 @@ const backupOptions = (y: Argv) =>
     .option('compression-level', { type: 'number', describe: "zstd level for this run (default: the repository's)" })
     .option('blksnap-device', { type: 'string', describe: 'blksnap control device (default /dev/blksnap, else /dev/veeamblksnap)' })
     .option('diff-storage', { type: 'string', default: '/var/lib/bkp/diff-storage', describe: "directory for the snapshot's difference storage (best on a device not backed up)" })
-    .option('diff-storage-limit', { type: 'string', default: '16G', describe: 'most difference storage the snapshot may use' });
+    .option('diff-storage-limit', { type: 'string', default: '16G', describe: 'most difference storage the snapshot may use' })
+    .option('metrics-file', { type: 'string', describe: 'write Prometheus metrics of this run to this file (textfile collector), atomically' });
 
 async function backupHandler(kind: 'full' | 'incr', a: BackupArgs): Promise<void> {
   const ctx = context(a);
+  const metrics = recordMetrics(a['metrics-file'], { command: kind });
   const target = await openTarget(a.repo, s3OptionsFrom(a));
   const res = await runBackup({
     target,
@@ -87,25 +94,8 @@ async function backupHandler(kind: 'full' | 'incr', a: BackupArgs): Promise<void
     reporter: ctx.reporter,
     onCleanup: registerCleanup,
   });
-  const lines = [`${kind} backup ${res.backupId}${res.snapshot ? ' (blksnap snapshot)' : ' (no snapshot)'}`];
-  for (const d of res.devices) {
-    if (!d.ok) {
-      lines.push(`  ${d.device}: FAILED: ${d.error}`);
-      continue;
-    }
-    const s = d.stats!;
-    const rate = s.bytesRead / Math.max(0.001, s.durationMs / 1000);
-    lines.push(
-      `  ${d.device}: ${fmtBytes(s.bytesRead)} read, ${fmtBytes(s.bytesStored)} stored ` +
-        `(${s.chunksNew} new, ${s.chunksReused} already stored, ${s.chunksZero} zero chunks) in ${fmtDuration(s.durationMs)}, ${fmtBytes(rate)}/s`,
-    );
-    const m = d.method!;
-    if (m.mode === 'cbt') {
-      lines.push(`    changed blocks from CBT: ${fmtBytes(m.cbtChangedBytes ?? 0)} marked, ${fmtBytes(s.bytesRead)} read, ${fmtBytes(m.changedBytes)} really changed`);
-    } else if (m.mode === 'digest') {
-      lines.push(`    digest comparison (${m.reason}): ${fmtBytes(m.changedBytes)} changed`);
-    }
-  }
+  metrics.backup(res);
+  const lines = backupLines(res);
   ctx.out(lines.join('\n'), { command: kind, ...res });
   const failed = res.devices.filter((d) => !d.ok);
   if (failed.length === res.devices.length) process.exitCode = failed[0]!.exitCode ?? ExitCode.FAILURE;
@@ -172,7 +162,7 @@ export const list: CommandModule<GlobalArgs, Args<{ device?: string }>> = {
           ),
         ].join('\n')
       : 'no backups';
-    ctx.out(text, { backups: rows });
+    ctx.out(text, { command: 'list', backups: rows });
   },
 };
 
@@ -273,38 +263,16 @@ export const prune: CommandModule<GlobalArgs, PruneArgs> = {
     if (!hasRule(policy)) throw new UsageError('name what to keep: --keep-last, --keep-hourly, --keep-daily, --keep-weekly or --keep-monthly');
     const target = await openTarget(a.repo, s3OptionsFrom(a));
     const repo = await Repository.open(target);
-    const lock = await acquireLock(target, 'bkp prune', (m) => ctx.reporter.warn(m));
-    try {
-      let refs = await repo.listBackups();
-      if (a.device !== undefined) refs = refs.filter((r) => r.deviceKey === a.device || r.deviceKey === deviceKeyOf(a.device!));
-      const items = await Promise.all(refs.map(async (ref) => ({ ...ref, time: new Date((await repo.readIndexHeader(ref)).time) })));
-      const plan = planRetention(items, policy);
-      if (!a['dry-run']) {
-        for (const r of plan.remove) {
-          await repo.removeBackup(r);
-          crashPoint('prune-removed');
-        }
-      }
-      const gcResult = await collectGarbage(repo, { dryRun: a['dry-run'], checkLock: () => lock.assertHeld() });
-      const verb = a['dry-run'] ? 'would remove' : 'removed';
-      ctx.out(
-        [
-          ...plan.keep.map((k) => `keep   ${k.item.backupId} ${k.item.deviceKey} (${k.reasons.join(', ')})`),
-          ...plan.remove.map((r) => `${a['dry-run'] ? 'would remove' : 'remove'} ${r.backupId} ${r.deviceKey}`),
-          `${verb} ${plan.remove.length} backup(s), kept ${plan.keep.length}; ${verb} ${gcResult.packsRemoved} pack(s) (${fmtBytes(gcResult.bytesRemoved)}), repacked ${gcResult.packsRepacked}`,
-        ].join('\n'),
-        {
-          command: 'prune',
-          dryRun: a['dry-run'],
-          keep: plan.keep.map((k) => ({ backupId: k.item.backupId, deviceKey: k.item.deviceKey, reasons: k.reasons })),
-          remove: plan.remove.map((r) => ({ backupId: r.backupId, deviceKey: r.deviceKey })),
-          gc: gcResult,
-        },
-      );
-    } finally {
-      await lock.release();
-    }
+    const device = a.device;
+    const r = await pruneBackups(repo, {
+      policy,
+      deviceFilter: device === undefined ? undefined : (k) => k === device || k === deviceKeyOf(device),
+      dryRun: a['dry-run'],
+      command: 'bkp prune',
+      warn: (m) => ctx.reporter.warn(m),
+    });
+    ctx.out(pruneLines(r).join('\n'), { command: 'prune', ...r });
   },
 };
 
-export const all = [init, full, incr, list, restore, verify, prune, gc, status, snapshotCleanup];
+export const all = [init, full, incr, run, list, restore, verify, prune, gc, status, snapshotCleanup, configCheck];

@@ -1,6 +1,7 @@
 /** What every command gets: how to talk, whether to print JSON, and the stop signal. */
 import { createReporter, type Reporter } from '../report/reporter.js';
 import type { S3Args } from './s3-options.js';
+import { BkpError, ExitCode } from '../errors.js';
 
 export interface GlobalArgs extends S3Args {
   repo?: string;
@@ -33,6 +34,29 @@ export async function runCleanups(ms: number): Promise<void> {
   await Promise.race([all, new Promise((r) => setTimeout(r, ms).unref())]);
 }
 
+const exitHooks: Array<(code: number) => Promise<void>> = [];
+
+/** Work done when the command has ended, knowing its exit code (the metrics file). */
+export function onExit(fn: (code: number) => Promise<void>): void {
+  exitHooks.push(fn);
+}
+
+/**
+ * Runs the exit hooks; a hook that fails prints its error and, when everything else succeeded,
+ * turns the exit code into its own (a metrics file that cannot be written is a failure).
+ */
+export async function runExitHooks(code: number): Promise<number> {
+  for (const fn of exitHooks.splice(0)) {
+    try {
+      await fn(code);
+    } catch (e) {
+      process.stderr.write(`bkp: ${e instanceof BkpError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`}\n`);
+      if (code === ExitCode.OK) code = e instanceof BkpError ? e.exitCode : ExitCode.FAILURE;
+    }
+  }
+  return code;
+}
+
 export function stop(sig: NodeJS.Signals): void {
   stoppedBy ??= sig;
   controller.abort(new Error(`stopped by ${sig}`));
@@ -40,11 +64,13 @@ export function stop(sig: NodeJS.Signals): void {
 
 export function context(args: GlobalArgs): CommandContext {
   const json = !!args.json;
+  const quiet = !!args.quiet;
   return {
-    reporter: createReporter({ quiet: !!args.quiet }),
+    reporter: createReporter({ quiet }),
     json,
     signal: stopSignal,
     out(human, data) {
+      if (quiet && !json) return; // --quiet: errors only (JSON was asked for explicitly)
       process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : human.endsWith('\n') || human === '' ? human : `${human}\n`);
     },
   };

@@ -31,6 +31,7 @@ export const status: CommandModule<GlobalArgs, StatusArgs> = {
         snapshots.push({ id: formatUuid(id), taken: images !== null, images: images ?? [] });
       }
       const data = {
+        command: 'status',
         module: { control: blksnap.driver.controlPath, version: `${v.major}.${v.minor}.${v.revision}.${v.build}` },
         trackers: await Promise.all(
           trackers.map(async (t) => ({
@@ -97,7 +98,7 @@ export const snapshotCleanup: CommandModule<GlobalArgs, CleanupArgs> = {
           `removed ${removed.length} difference storage file(s)`,
           ...(kept.length ? [`left ${kept.length} snapshot(s) that are not bkp's: ${kept.join(', ')} (--all destroys them too)`] : []),
         ].join('\n'),
-        { destroyed, removedFiles: removed, kept },
+        { command: 'snapshot cleanup', destroyed, removedFiles: removed, kept },
       );
     } finally {
       await blksnap.close();

@@ -82,7 +82,11 @@ async function readRecord(target: Target, gen: number): Promise<LockRecord | 'mi
   }
 }
 
-export async function acquireLock(target: Target, command: string, warn: (msg: string) => void): Promise<RepoLock> {
+/**
+ * `subject` names what is locked in messages (default `repository <location>`); the device locks
+ * of src/device/device-lock.ts use the same algorithm on a local directory.
+ */
+export async function acquireLock(target: Target, command: string, warn: (msg: string) => void, subject = `repository ${target.location}`): Promise<RepoLock> {
   const ttl = lockTtlMs();
   const info: LockInfo = { host: os.hostname(), pid: process.pid, startedAt: new Date().toISOString(), command };
   const record = (state: LockRecord['state']): Buffer =>
@@ -93,17 +97,17 @@ export async function acquireLock(target: Target, command: string, warn: (msg: s
     if (top > 0) {
       const rec = await readRecord(target, top);
       if (rec === 'missing') continue; // cleaned up meanwhile: look again
-      if (rec === 'unreadable') throw new LockedError(`repository ${target.location} is locked by an unknown process (lock object ${lockKey(top)} is unreadable)`);
+      if (rec === 'unreadable') throw new LockedError(`${subject} is locked by an unknown process (lock object ${lockKey(top)} is unreadable)`);
       if (rec.state === 'held') {
         const expired = rec.expiresAt !== undefined && Date.parse(rec.expiresAt) < Date.now();
         const dead = rec.host === info.host && !alive(rec.pid);
         if (!expired && !dead) {
-          throw new LockedError(`repository ${target.location} is locked by pid ${rec.pid} on ${rec.host} since ${rec.startedAt} (${rec.command})`);
+          throw new LockedError(`${subject} is locked by pid ${rec.pid} on ${rec.host} since ${rec.startedAt} (${rec.command})`);
         }
         warn(
           dead
-            ? `taking over a stale lock of pid ${rec.pid} (${rec.command}, started ${rec.startedAt}), which is no longer running`
-            : `taking over an expired lock of pid ${rec.pid} on ${rec.host} (${rec.command}, started ${rec.startedAt}, expired ${rec.expiresAt})`,
+            ? `taking over a stale lock on ${subject} of pid ${rec.pid} (${rec.command}, started ${rec.startedAt}), which is no longer running`
+            : `taking over an expired lock on ${subject} of pid ${rec.pid} on ${rec.host} (${rec.command}, started ${rec.startedAt}, expired ${rec.expiresAt})`,
         );
       }
     }
@@ -159,5 +163,5 @@ export async function acquireLock(target: Target, command: string, warn: (msg: s
       },
     };
   }
-  throw new LockedError(`repository ${target.location} is locked (other processes kept taking the lock; try again)`);
+  throw new LockedError(`${subject} is locked (other processes kept taking the lock; try again)`);
 }
