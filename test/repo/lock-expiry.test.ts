@@ -46,7 +46,7 @@ describe('repository lock expiry', () => {
     const warnings: string[] = [];
     const lock = await acquireLock(t, 'bkp incr', (m) => warnings.push(m));
     assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!, /expired lock of pid 4242 on other-host\.example/);
+    assert.match(warnings[0]!, /expired lock on repository .* of pid 4242 on other-host\.example/);
     assert.equal((await record(t)).pid, process.pid);
     await lock.release();
     assert.equal((await record(t)).state, 'released');
