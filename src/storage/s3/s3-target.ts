@@ -132,9 +132,21 @@ export class S3Target implements Target {
     } catch (e) {
       const code = s3Code(e);
       if (opts.ifAbsent && (httpStatus(e) === 412 || code === 'PreconditionFailed' || code === 'ConditionalRequestConflict')) {
+        // A retried create-only put finds its own first attempt (sent, but its answer was lost):
+        // an object with exactly these bytes (the ETag of a simple upload is their MD5) is ours.
+        if (await this.holds(k, data)) return;
         throw new ObjectExistsError(key, this.location);
       }
       throw this.putError(e, key);
+    }
+  }
+
+  private async holds(k: string, data: Buffer): Promise<boolean> {
+    try {
+      const h = await this.limit(() => this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: k })));
+      return h.ContentLength === data.length && h.ETag === `"${createHash('md5').update(data).digest('hex')}"`;
+    } catch {
+      return false;
     }
   }
 
