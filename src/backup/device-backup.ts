@@ -77,12 +77,13 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   const toRead = req.chunks ?? allChunks(size, chunkSize);
   const bufferCount = pool.size * 4;
   const buffers = new BufferPool(chunkSize, bufferCount);
+  /** Chunks read but not yet applied: their envelopes (at most ~32 MiB) wait in memory. */
+  const maxPending = Math.max(bufferCount, Math.floor((32 * 1024 * 1024) / chunkSize));
   let failure: unknown;
   let chain: Promise<void> = Promise.resolve();
   const inflight = new Set<Promise<void>>();
 
   const handle = async (i: number, r: SealResult, length: number): Promise<void> => {
-    buffers.release(r.buf);
     if (r.zero) {
       entries[i] = { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: length, id: ZERO_ID };
       stats.chunksZero++;
@@ -128,6 +129,9 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
       break;
     }
     const { offset, length } = chunkRange(i, size, chunkSize);
+    // buffers come back as soon as a worker has sealed them (a slow worker does not hold up
+    // the others); what waits for its turn is bounded here
+    while (inflight.size >= maxPending) await Promise.race(inflight);
     let pb: PoolBuffer;
     try {
       pb = await buffers.acquire();
@@ -139,11 +143,17 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     const sealed: Promise<SealResult | undefined> = reads(() => (failure ? Promise.reject(failure) : readChunk(pb, offset, length))).then(
       () => {
         stats.bytesRead += length;
-        return pool.seal(pb.ab, pb.offset, length, req.compressionLevel, hint).catch((e: unknown) => {
-          failure ??= e;
-          buffers.abort(e); // the buffer died with the worker: wake the reader
-          return undefined;
-        });
+        return pool.seal(pb.ab, pb.offset, length, req.compressionLevel, hint).then(
+          (r) => {
+            buffers.release(r.buf); // the envelope is a buffer of its own
+            return r;
+          },
+          (e: unknown) => {
+            failure ??= e;
+            buffers.abort(e); // the buffer died with the worker: wake the reader
+            return undefined;
+          },
+        );
       },
       (e: unknown) => {
         buffers.release(pb.ab);
@@ -154,12 +164,11 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     // Results are applied one at a time and in device order (the link is made here, in reading
     // order, not when a worker answers): envelopes then lie in packs in device order, and a
     // restore reads each pack front to back in a few large reads instead of one per chunk. The
-    // chain itself never rejects; a chunk's buffer is released when its result is applied,
-    // which bounds the results waiting for their turn.
+    // chain itself never rejects.
     chain = chain
       .then(() => sealed)
       .then((r) => {
-        if (r) return failure ? buffers.release(r.buf) : handle(i, r, length);
+        if (r && !failure) return handle(i, r, length);
       })
       .catch((e: unknown) => {
         failure ??= e;
