@@ -20,7 +20,7 @@ export function size(s) {
   return Number(s.replace(/[KMG]$/i, '')) * (units[s.slice(-1).toUpperCase()] ?? 1);
 }
 
-export const sh = (cmd) => execFileSync('bash', ['-c', cmd], { encoding: 'utf8' }).trim();
+export const sh = (cmd, env) => execFileSync('bash', ['-c', cmd], { encoding: 'utf8', env: env ? { ...process.env, ...env } : undefined }).trim();
 export const dropCaches = () => sh('sync; echo 3 > /proc/sys/vm/drop_caches');
 
 /** Runs a shell command under /usr/bin/time -v: wall seconds and peak RSS (largest process). */
@@ -67,3 +67,21 @@ export const du = (p) => readdirSync(p, { recursive: true, withFileTypes: true }
 export function machine() {
   return { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 1024 ** 3), node: process.version, kernel: os.release() };
 }
+
+/** mulberry32: a small deterministic PRNG (floats in [0, 1)), as in test/support/random.ts. */
+export function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};

@@ -4,7 +4,7 @@
  * the parent index (an incremental); every chunk read replaces the parent's entry.
  */
 import type { BlockSource } from '../device/source.js';
-import type { CodecPool } from '../repo/codec-pool.js';
+import type { CodecPool, SealResult } from '../repo/codec-pool.js';
 import type { PackWriter } from '../repo/pack-writer.js';
 import type { Repository } from '../repo/repository.js';
 import { ENTRY_DATA, ENTRY_ZERO, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexEntry, type IndexHeader } from '../repo/index-file.js';
@@ -77,12 +77,13 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   const toRead = req.chunks ?? allChunks(size, chunkSize);
   const bufferCount = pool.size * 4;
   const buffers = new BufferPool(chunkSize, bufferCount);
+  /** Chunks read but not yet applied: their envelopes (at most ~32 MiB) wait in memory. */
+  const maxPending = Math.max(bufferCount, Math.floor((32 * 1024 * 1024) / chunkSize));
   let failure: unknown;
   let chain: Promise<void> = Promise.resolve();
   const inflight = new Set<Promise<void>>();
 
-  const handle = async (i: number, r: Awaited<ReturnType<CodecPool['seal']>>, length: number): Promise<void> => {
-    buffers.release(r.buf);
+  const handle = async (i: number, r: SealResult, length: number): Promise<void> => {
     if (r.zero) {
       entries[i] = { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: length, id: ZERO_ID };
       stats.chunksZero++;
@@ -128,6 +129,9 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
       break;
     }
     const { offset, length } = chunkRange(i, size, chunkSize);
+    // buffers come back as soon as a worker has sealed them (a slow worker does not hold up
+    // the others); what waits for its turn is bounded here
+    while (inflight.size >= maxPending) await Promise.race(inflight);
     let pb: PoolBuffer;
     try {
       pb = await buffers.acquire();
@@ -136,36 +140,44 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     }
     const prev = parent?.entries[i];
     const hint = prev && prev.kind === ENTRY_DATA ? prev.id : undefined;
-    const p: Promise<void> = reads(() => (failure ? Promise.reject(failure) : readChunk(pb, offset, length)))
-      .then(
-        () => {
-          stats.bytesRead += length;
-          return pool.seal(pb.ab, pb.offset, length, req.compressionLevel, hint).then(
-            (r) => {
-              // results are applied one at a time, in completion order; the chain itself never rejects
-              chain = chain
-                .then(() => (failure ? buffers.release(r.buf) : handle(i, r, length)))
-                .catch((e: unknown) => {
-                  failure ??= e;
-                });
-              return chain;
-            },
-            (e: unknown) => {
-              failure ??= e;
-              buffers.abort(e); // the buffer died with the worker: wake the reader
-            },
-          );
-        },
-        (e: unknown) => {
-          buffers.release(pb.ab);
-          failure ??= e;
-        },
-      )
-      .finally(() => {
-        inflight.delete(p);
-        done += length;
-        req.onProgress?.(done);
+    const sealed: Promise<SealResult | undefined> = reads(() => (failure ? Promise.reject(failure) : readChunk(pb, offset, length))).then(
+      () => {
+        stats.bytesRead += length;
+        return pool.seal(pb.ab, pb.offset, length, req.compressionLevel, hint).then(
+          (r) => {
+            buffers.release(r.buf); // the envelope is a buffer of its own
+            return r;
+          },
+          (e: unknown) => {
+            failure ??= e;
+            buffers.abort(e); // the buffer died with the worker: wake the reader
+            return undefined;
+          },
+        );
+      },
+      (e: unknown) => {
+        buffers.release(pb.ab);
+        failure ??= e;
+        return undefined;
+      },
+    );
+    // Results are applied one at a time and in device order (the link is made here, in reading
+    // order, not when a worker answers): envelopes then lie in packs in device order, and a
+    // restore reads each pack front to back in a few large reads instead of one per chunk. The
+    // chain itself never rejects.
+    chain = chain
+      .then(() => sealed)
+      .then((r) => {
+        if (r && !failure) return handle(i, r, length);
+      })
+      .catch((e: unknown) => {
+        failure ??= e;
       });
+    const p: Promise<void> = chain.finally(() => {
+      inflight.delete(p);
+      done += length;
+      req.onProgress?.(done);
+    });
     inflight.add(p);
   }
   await Promise.all(inflight);

@@ -1,6 +1,10 @@
 /**
- * Pure restore planning: an index becomes, in device order, runs of zeros and ranged reads of
- * packs (neighbouring envelopes of one pack merged into one read, up to a size limit).
+ * Pure restore planning: an index becomes runs of zeros and ranged reads of packs (neighbouring
+ * envelopes of one pack merged into one read, up to a size limit), ordered by the first device
+ * byte each op writes. Zero runs do not split a read: a backup stores the data chunks of a
+ * device back to back in its packs whatever the zeros between them, so a read goes on across a
+ * zero run and the run is its own op (each ranged read costs an open and a round trip, and
+ * disks with scattered free space would otherwise restore in many small reads).
  */
 import { ENTRY_DATA, type BackupIndex } from '../repo/index-file.js';
 
@@ -34,16 +38,17 @@ export type RestoreOp = ZeroRun | PackRead;
 export function planRestore(index: BackupIndex, maxReadBytes = 16 * 1024 * 1024): RestoreOp[] {
   const ops: RestoreOp[] = [];
   const { chunkSize } = index.header;
-  let last: RestoreOp | undefined;
+  let zero: ZeroRun | undefined;
+  let last: PackRead | undefined;
   index.entries.forEach((e, i) => {
     const deviceOffset = i * chunkSize;
     if (e.kind !== ENTRY_DATA) {
-      if (last?.kind === 'zero' && last.offset + last.length === deviceOffset) last.length += e.plainLength;
-      else ops.push((last = { kind: 'zero', offset: deviceOffset, length: e.plainLength }));
+      if (zero && zero.offset + zero.length === deviceOffset) zero.length += e.plainLength;
+      else ops.push((zero = { kind: 'zero', offset: deviceOffset, length: e.plainLength }));
       return;
     }
     const packId = index.packs[e.packOrdinal]!;
-    if (last?.kind === 'read' && last.packId === packId && last.offset + last.length === e.offset && last.length + e.length <= maxReadBytes) {
+    if (last && last.packId === packId && last.offset + last.length === e.offset && last.length + e.length <= maxReadBytes) {
       last.chunks.push({ index: i, deviceOffset, plainLength: e.plainLength, id: e.id, at: last.length, length: e.length });
       last.length += e.length;
       return;

@@ -62,17 +62,19 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
         failure = new InterruptedError('interrupted');
         break;
       }
-      if (op.kind === 'zero') {
-        await sink.zero(op.offset, op.length);
-        zeroBytes += op.length;
-        progress(op.length);
-        continue;
-      }
       while (window.size >= readAhead) await Promise.race(window);
-      const p: Promise<void> = restoreRead(opts.repo, op, sink, pool, buffers, progress)
-        .then((n) => {
-          bytesFetched += n;
-        })
+      // zero runs share the window with reads: awaiting each BLKZEROOUT here would stop the
+      // reads from being issued meanwhile
+      const work =
+        op.kind === 'zero'
+          ? sink.zero(op.offset, op.length).then(() => {
+              zeroBytes += op.length;
+              progress(op.length);
+            })
+          : restoreRead(opts.repo, op, sink, pool, buffers, progress).then((n) => {
+              bytesFetched += n;
+            });
+      const p: Promise<void> = work
         .catch((e: unknown) => {
           failure ??= e;
         })

@@ -41,16 +41,19 @@ function reads(ops: RestoreOp[]): PackRead[] {
 /**
  * Checks a plan by carrying it out on a device map: each read's chunk is cut from the pack at
  * read offset + `at` (which must be exactly its entry's envelope) and written at its device
- * offset; zero runs write zero chunks. Every entry must arrive exactly once, in device order.
+ * offset; zero runs write zero chunks. Every entry must arrive exactly once; ops come in the
+ * order of the first byte they write, and a read's chunks in device order.
  */
 function applyPlan(index: BackupIndex, ops: RestoreOp[], maxReadBytes: number): void {
   const { chunkSize, device } = index.header;
   const filled = new Array<number>(index.entries.length).fill(0);
-  let cursor = 0; // ops come in device order
+  let opStart = -1; // ops come in the order of their first byte
   for (const op of ops) {
+    const first = op.kind === 'zero' ? op.offset : op.chunks[0]?.deviceOffset ?? -1;
+    assert.ok(first > opStart, `op at device byte ${first} is out of order`);
+    opStart = first;
     if (op.kind === 'zero') {
       assert.ok(op.length > 0, 'empty zero run');
-      assert.ok(op.offset >= cursor, `zero run at ${op.offset} is out of order`);
       assert.equal(op.offset % chunkSize, 0, 'zero runs start on a chunk');
       for (let o = op.offset; o < op.offset + op.length; o += chunkSize) {
         const i = o / chunkSize;
@@ -59,13 +62,13 @@ function applyPlan(index: BackupIndex, ops: RestoreOp[], maxReadBytes: number): 
       }
       const lastIndex = Math.ceil((op.offset + op.length) / chunkSize) - 1;
       assert.equal(op.offset + op.length, Math.min((lastIndex + 1) * chunkSize, device.size), 'zero run ends at a chunk end');
-      cursor = op.offset + op.length;
       continue;
     }
     assert.ok(op.chunks.length > 0, 'empty read');
     assert.ok(op.length <= maxReadBytes || op.chunks.length === 1, `read of ${op.length} bytes merges past the limit ${maxReadBytes}`);
     // the fetched bytes: for each pack offset, which envelope (by chunk index) lives there
     let expectAt = 0;
+    let cursor = 0;
     for (const c of op.chunks) {
       const e = index.entries[c.index]!;
       assert.equal(e.kind, ENTRY_DATA, `chunk ${c.index} planned as a read`);
@@ -87,13 +90,20 @@ function applyPlan(index: BackupIndex, ops: RestoreOp[], maxReadBytes: number): 
   filled.forEach((n, i) => assert.equal(n, 1, `entry ${i} restored ${n} times`));
 }
 
-/** The planner merges greedily: two neighbouring ops it could have joined must not both be there. */
+/**
+ * The planner merges greedily: two neighbouring zero runs, or two reads of which the second
+ * starts with the next data chunk and the next envelope of the same pack, must not both be there
+ * (zero runs between data chunks do not keep reads apart).
+ */
 function assertMaximal(ops: RestoreOp[], maxReadBytes: number): void {
-  for (let k = 1; k < ops.length; k++) {
-    const a = ops[k - 1]!;
-    const b = ops[k]!;
-    if (a.kind === 'zero' && b.kind === 'zero') assert.notEqual(a.offset + a.length, b.offset, `zero runs ${k - 1} and ${k} not merged`);
-    if (a.kind === 'read' && b.kind === 'read' && a.packId === b.packId && a.offset + a.length === b.offset) {
+  const zeros = ops.filter((o): o is ZeroRun => o.kind === 'zero');
+  for (let k = 1; k < zeros.length; k++) assert.notEqual(zeros[k - 1]!.offset + zeros[k - 1]!.length, zeros[k]!.offset, `zero runs ${k - 1} and ${k} not merged`);
+  const rs = reads(ops);
+  for (let k = 1; k < rs.length; k++) {
+    const a = rs[k - 1]!;
+    const b = rs[k]!;
+    assert.ok(a.chunks.at(-1)!.index < b.chunks[0]!.index, `reads ${k - 1} and ${k} interleave`);
+    if (a.packId === b.packId && a.offset + a.length === b.offset) {
       assert.ok(a.length + b.chunks[0]!.length > maxReadBytes, `reads ${k - 1} and ${k} could have been one`);
     }
   }
@@ -156,11 +166,23 @@ describe('restore plan', () => {
     assert.deepEqual(ops.map((r) => [r.packId, r.offset, r.length]), [[P0, 0, 100], [P1, 100, 100], [P0, 200, 100]]);
   });
 
-  test('a zero chunk between neighbouring envelopes splits the read', () => {
-    const ix = makeIndex(C, 3 * C, [P0], [at(0, 0, 100), zero, at(0, 100, 100)]);
+  test('zero runs between neighbouring envelopes do not split the read', () => {
+    const ix = makeIndex(C, 5 * C, [P0], [at(0, 0, 100), zero, zero, at(0, 100, 100), zero]);
     const ops = planRestore(ix);
-    assert.deepEqual(ops.map((o) => o.kind), ['read', 'zero', 'read']);
+    assert.deepEqual(ops.map((o) => [o.kind, o.offset, o.length]), [
+      ['read', 0, 200],
+      ['zero', C, 2 * C],
+      ['zero', 4 * C, C],
+    ]);
+    assert.deepEqual((ops[0] as PackRead).chunks.map((c) => [c.index, c.at]), [[0, 0], [3, 100]]);
     applyPlan(ix, ops, 16 * 1024 * 1024);
+  });
+
+  test('a data chunk of another pack between neighbouring envelopes splits the read', () => {
+    const ix = makeIndex(C, 4 * C, [P0, P1], [at(0, 0, 100), zero, at(1, 0, 100), at(0, 100, 100)]);
+    const ops = reads(planRestore(ix));
+    assert.deepEqual(ops.map((r) => [r.packId, r.offset, r.length]), [[P0, 0, 100], [P1, 0, 100], [P0, 100, 100]]);
+    applyPlan(ix, planRestore(ix), 16 * 1024 * 1024);
   });
 
   test('the partial last chunk is read with its own plain length', () => {
