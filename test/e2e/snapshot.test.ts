@@ -230,6 +230,34 @@ describe('backups through blksnap (fake module)', () => {
     assert.equal(await restoreHash(c, after.id), await sha256Of(c.dev));
   });
 
+  test('a bkp killed between CREATE and its first difference file: cleanup destroys the untaken snapshot', async () => {
+    const before = (await bkp(c, ['list', '--json'])).stdout;
+    const crashed = await bkp(c, ['incr', '--device', c.dev], { BKP_CRASH_AT: 'snapshot-created' });
+    assert.equal(crashed.signal, 'SIGKILL', crashed.stderr);
+    const left = Object.keys((await c.h.fake!.state()).snapshots);
+    assert.equal(left.length, 1, 'the kill left a snapshot');
+    assert.deepEqual((await fs.readdir(c.diff)).filter((f) => f.startsWith('bkp-diff-')), [], 'that no difference file names');
+    const blocked = await bkp(c, ['incr', '--device', c.dev]);
+    assert.equal(blocked.code, ExitCode.SNAPSHOT_FAILED, 'a new snapshot of the device is refused meanwhile');
+    assert.match(blocked.stderr, /bkp snapshot cleanup/);
+
+    // while another bkp might be creating its snapshot (a live marker), an untaken snapshot is not touched
+    const live = path.join(c.diff, `bkp-pending-${process.pid}`);
+    await fs.writeFile(live, `${process.pid}\n`);
+    const careful = await runBkp(['snapshot', 'cleanup', '--diff-storage', c.diff, '--json'], { env: c.env });
+    assert.equal(careful.code, 0, careful.stderr);
+    assert.deepEqual(JSON.parse(careful.stdout).destroyed, []);
+    await fs.rm(live);
+
+    const clean = await runBkp(['snapshot', 'cleanup', '--diff-storage', c.diff, '--json'], { env: c.env });
+    assert.equal(clean.code, 0, clean.stderr);
+    assert.equal(JSON.parse(clean.stdout).destroyed.length, 1, clean.stdout);
+    await noSnapshotsLeft(c);
+    assert.equal((await bkp(c, ['list', '--json'])).stdout, before, 'nothing committed');
+    const after = await backup(c, 'incr');
+    assert.equal(await restoreHash(c, after.id), await sha256Of(c.dev));
+  });
+
   test('SIGTERM mid-backup: exit 143, snapshot destroyed, difference storage removed, nothing committed', async () => {
     const before = (await bkp(c, ['list', '--json'])).stdout;
     const run = await startPaused(c, ['incr', '--device', c.dev]);
