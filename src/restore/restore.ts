@@ -8,6 +8,7 @@ import { packKey } from '../repo/pack.js';
 import { CodecPool } from '../repo/codec-pool.js';
 import { BufferPool, view } from '../backup/buffer-pool.js';
 import { openRestoreSink, type RestoreSink } from '../device/sink.js';
+import { refuseTargetBeingBackedUp } from './target-guard.js';
 import { planRestore, type PackRead } from './plan.js';
 import { CorruptError, InterruptedError } from '../errors.js';
 import { ObjectMissingError } from '../storage/target.js';
@@ -54,6 +55,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const { header } = index;
   const size = header.device.size;
   const ops = planRestore(index);
+  await refuseTargetBeingBackedUp(opts.to);
   const sink = await openRestoreSink(opts.to, size, opts.force);
   const pool = new CodecPool();
   const buffers = new BufferPool(header.chunkSize, pool.size * 4);
