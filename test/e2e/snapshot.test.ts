@@ -271,6 +271,46 @@ describe('backups through blksnap (fake module)', () => {
   });
 });
 
+describe('SIGINT between devices (fake module)', () => {
+  let c: Ctx;
+  before(async () => (c = await setup()));
+  after(() => c.h.cleanup());
+
+  test('SIGINT after the first of two devices: exit 130, the first committed, nothing of the second, snapshot and lock released', async () => {
+    const second = await c.h.loop(SIZE, pattern(2));
+    const flag = path.join(c.h.dir, 'pause');
+    const child = spawn(process.execPath, [BKP, 'full', '--device', c.dev, '--device', second, '--repo', c.repo, '--diff-storage', c.diff, '--diff-storage-limit', '64M', '--quiet'], {
+      env: { ...process.env, ...c.env, BKP_PAUSE_AT: `source-opened:${flag}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const done = new Promise<number | null>((r) => child.on('close', r));
+    const reached = async () => {
+      for (let i = 0; !existsSync(`${flag}.reached`); i++) {
+        if (i > 1500) throw new Error(`bkp never reached the pause point: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const atSnapshot = await sha256Of(c.dev);
+    await reached(); // the first device is about to be read
+    await fs.rm(`${flag}.reached`);
+    await reached(); // the first is committed, the second about to be read
+    child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 100));
+    await fs.rm(`${flag}.reached`);
+    assert.equal(await done, ExitCode.INTERRUPTED, stderr);
+    assert.match(stderr, /stopped by SIGINT; nothing was committed for the device in progress/);
+    const list = JSON.parse((await bkp(c, ['list', '--json'])).stdout).backups as Array<{ backupId: string; device: string }>;
+    assert.deepEqual(list.map((b) => b.device), [c.dev], 'only the first device was committed');
+    assert.equal(await restoreHash(c, list[0]!.backupId), atSnapshot);
+    await noSnapshotsLeft(c);
+    const next = await bkp(c, ['incr', '--device', second]);
+    assert.equal(next.code, 0, next.stderr);
+    assert.doesNotMatch(next.stderr, /stale lock/, 'the lock was released, not left behind');
+  });
+});
+
 describe('difference storage overflow (fake module)', () => {
   let c: Ctx;
   before(async () => (c = await setup({ portionSectors: 2048 }))); // 1 MiB portions
