@@ -1,9 +1,10 @@
 /**
  * SIGKILL at seeded random moments of the real `bkp full`, `incr` (through the blksnap fake),
- * `prune` and `gc` on a local repository. After every kill: `bkp snapshot cleanup` leaves no
- * snapshot and no difference-storage file, the repository verifies (every chunk read), every
- * backup committed before the kill restores byte-equal, nothing uncommitted looks committed, and
- * a following `incr` succeeds.
+ * `prune` and `gc` on a local repository: random delays, and random crash points (BKP_CRASH_AT).
+ * After every kill: `bkp snapshot cleanup` leaves no snapshot and no difference-storage file (after
+ * prune and gc there must be nothing to clean up at all), the repository verifies (every chunk
+ * read), every backup committed before the kill restores byte-equal, nothing uncommitted looks
+ * committed, prune removed only what its policy allows, and a following `incr` succeeds.
  *
  * The seed is printed (a test diagnostic); BKP_TEST_SEED=N replays a run, BKP_KILL_POINTS=N
  * changes how many kills are made (default 50).
