@@ -111,6 +111,8 @@ export function fromSystemError(e: unknown, what: string, path: string): unknown
     case 'ENOSPC':
     case 'EDQUOT':
       return new NoSpaceError(`no space left on ${what} ${path}`, { cause: e });
+    case 'ENOTDIR':
+      return new NotADeviceError(`${what} ${path}: a part of the path is a file, not a directory`, { cause: e });
     case 'EISDIR':
       return new NotADeviceError(`${what} ${path} is a directory, not a block device or file`, { cause: e });
     case 'EBUSY':

@@ -177,6 +177,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
       try {
         if (opts.signal?.aborted) throw new BkpError('interrupted', ExitCode.INTERRUPTED);
         source = session ? session.source(device) : await openFileSource(device);
+        await pausePoint('source-opened');
         const identity = await identify(source, device);
         const cbtInfo = session?.cbt(device);
         const cbt: CbtState | null = cbtInfo

@@ -6,7 +6,7 @@
  * partition — and appended with that device's id; the module writes through that device, so no
  * partition offset is added (BlockDeviceInfo.partitionStart has it if a whole-disk form is needed).
  */
-import { open, readdir, rm, statfs } from 'node:fs/promises';
+import { open, readFile, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NoSpaceError, fromSystemError, isSystemError } from '../errors.js';
 import { FiemapFlag, native, type FiemapExtent } from '../native/index.js';
@@ -30,6 +30,12 @@ const BAD_EXTENT_FLAGS =
   FiemapFlag.UNKNOWN | FiemapFlag.DELALLOC | FiemapFlag.ENCODED | FiemapFlag.DATA_ENCRYPTED | FiemapFlag.NOT_ALIGNED | FiemapFlag.DATA_INLINE | FiemapFlag.DATA_TAIL | FiemapFlag.SHARED;
 
 export const DIFF_FILE_PREFIX = 'bkp-diff-';
+/**
+ * `bkp-pending-<pid>`: written before CREATE, removed once the snapshot's files (named after its
+ * id) exist. A bkp killed in between leaves a snapshot no file names; the marker of a dead pid
+ * tells `bkp snapshot cleanup` that such a snapshot is bkp's.
+ */
+export const PENDING_PREFIX = 'bkp-pending-';
 /** Files are allocated in multiples of this. */
 const ALLOCATION_UNIT = 1024 * 1024;
 
@@ -169,10 +175,56 @@ export class DiffStorage {
     return allocation;
   }
 
+  private get pendingPath(): string {
+    return join(this.dir, `${PENDING_PREFIX}${process.pid}`);
+  }
+
+  /** Say, before CREATE, that a snapshot of ours may exist that no file names yet. */
+  async markPending(): Promise<void> {
+    try {
+      await writeFile(this.pendingPath, `${process.pid}\n`, { mode: 0o600 });
+    } catch (e) {
+      throw fromSystemError(e, 'difference storage directory', this.dir);
+    }
+  }
+
+  /** The snapshot's files exist (they name it): the marker is no longer needed. */
+  async clearPending(): Promise<void> {
+    await rm(this.pendingPath, { force: true });
+  }
+
   /** Delete every file. Idempotent. */
   async remove(): Promise<void> {
     this.removed = true;
-    await Promise.all(this.files.map((f) => rm(f.path, { force: true })));
+    await Promise.all([...this.files.map((f) => rm(f.path, { force: true })), this.clearPending()]);
+  }
+}
+
+export interface PendingMarker {
+  path: string;
+  pid: number;
+  /** The process that wrote it still runs (it may be creating a snapshot right now). */
+  alive: boolean;
+}
+
+/** The pending markers in `dir` (see PENDING_PREFIX). */
+export async function pendingMarkers(dir: string): Promise<PendingMarker[]> {
+  const out: PendingMarker[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(PENDING_PREFIX)) continue;
+    const path = join(dir, name);
+    const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim() || name.slice(PENDING_PREFIX.length));
+    out.push({ path, pid, alive: Number.isSafeInteger(pid) && pid > 0 && processAlive(pid) });
+  }
+  return out;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return isSystemError(e, 'EPERM');
   }
 }
 

@@ -13,6 +13,7 @@ import { BlksnapFake } from './fake.js';
 export * from './abi.js';
 export * from './blksnap.js';
 export * from './cbt.js';
+export * from './cleanup.js';
 export * from './devices.js';
 export * from './diff-storage.js';
 export * from './driver.js';

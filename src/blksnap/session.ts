@@ -9,6 +9,7 @@ import { SECTOR_SIZE, devKey, formatUuid, sameDev, type CbtInfo, type DevId, typ
 import type { Blksnap, Snapshot } from './blksnap.js';
 import { DiffStorage } from './diff-storage.js';
 import { DeviceInSnapshotError, SnapshotOverflowError } from './errors.js';
+import { crashPoint } from '../faults.js';
 
 export interface SnapshotSessionOptions {
   blksnap: Blksnap;
@@ -75,12 +76,22 @@ export class SnapshotSession {
     }
     await SnapshotSession.refuseBusy(blksnap, opts.devices, ids);
     const storage = await DiffStorage.open({ dir: opts.diffStorageDir, limit: opts.diffStorageLimit, backedUp: ids });
-    const snapshot = await blksnap.createSnapshot(ids);
+    // until a file named after the snapshot exists, only this marker says the snapshot is ours
+    await storage.markPending();
+    let snapshot: Snapshot;
+    try {
+      snapshot = await blksnap.createSnapshot(ids);
+    } catch (e) {
+      await storage.remove().catch(() => undefined);
+      throw e;
+    }
+    crashPoint('snapshot-created');
     storage.setTag(snapshot.id);
     const session = new SnapshotSession(blksnap, snapshot, storage, opts);
     for (const w of storage.warnings) session.warn(w);
     try {
       await session.setUp(ids);
+      await storage.clearPending(); // set up: its difference storage files carry its id
     } catch (e) {
       await session.close().catch(() => undefined);
       throw e;

@@ -166,7 +166,7 @@ export const list: CommandModule<GlobalArgs, Args<{ device?: string }>> = {
   },
 };
 
-export const restore: CommandModule<GlobalArgs, Args<{ backup: string; device?: string; to: string; force: boolean }>> = {
+export const restore: CommandModule<GlobalArgs, Args<{ backup: string; device?: string; to: string; force: boolean; 'ignore-errors': boolean }>> = {
   command: 'restore',
   describe: 'restore a backup to a block device or an image file',
   builder: (y) =>
@@ -174,17 +174,25 @@ export const restore: CommandModule<GlobalArgs, Args<{ backup: string; device?: 
       .option('backup', { type: 'string', default: 'latest', describe: 'backup id (or a unique prefix), or latest' })
       .option('device', { type: 'string', describe: 'which device of the backup (its path or key)' })
       .option('to', { type: 'string', demandOption: true, describe: 'block device or image file to write' })
-      .option('force', { type: 'boolean', default: false, describe: 'overwrite a target that holds data or a filesystem' }) as never,
+      .option('force', { type: 'boolean', default: false, describe: 'overwrite a target that holds data or a filesystem' })
+      .option('ignore-errors', { type: 'boolean', default: false, describe: 'write zeros where a chunk is damaged or missing, go on, and list those ranges (exit 3)' }) as never,
   handler: async (a) => {
     const ctx = context(a);
     const repo = await Repository.open(await openTarget(a.repo, s3OptionsFrom(a)));
     const ref = await repo.resolve(a.backup, a.device);
-    const r = await runRestore({ repo, ref, to: a.to, force: a.force, reporter: ctx.reporter, signal: ctx.signal, readAhead: a['s3-concurrency'] });
+    const r = await runRestore({ repo, ref, to: a.to, force: a.force, ignoreErrors: a['ignore-errors'], reporter: ctx.reporter, signal: ctx.signal, readAhead: a['s3-concurrency'] });
     const rate = r.bytes / Math.max(0.001, r.durationMs / 1000);
+    const lost = r.damaged.reduce((n, d) => n + d.length, 0);
     ctx.out(
-      `restored ${r.header.device.path} from backup ${r.header.backupId} to ${r.to}: ${fmtBytes(r.bytes)} (${fmtBytes(r.zeroBytes)} zeros) in ${fmtDuration(r.durationMs)}, ${fmtBytes(rate)}/s; every chunk verified`,
-      { command: 'restore', backupId: r.header.backupId, device: r.header.device, to: r.to, bytes: r.bytes, zeroBytes: r.zeroBytes, bytesFetched: r.bytesFetched, durationMs: r.durationMs },
+      `restored ${r.header.device.path} from backup ${r.header.backupId} to ${r.to}: ${fmtBytes(r.bytes)} (${fmtBytes(r.zeroBytes)} zeros) in ${fmtDuration(r.durationMs)}, ${fmtBytes(rate)}/s; ` +
+        (r.damaged.length ? `every chunk verified except ${r.damaged.length} damaged range(s) (${fmtBytes(lost)}), written as zeros` : 'every chunk verified'),
+      { command: 'restore', backupId: r.header.backupId, device: r.header.device, to: r.to, bytes: r.bytes, zeroBytes: r.zeroBytes, bytesFetched: r.bytesFetched, durationMs: r.durationMs, damaged: r.damaged },
     );
+    if (r.damaged.length) {
+      // never silently: every range on stderr (also with --quiet), and the partial exit code
+      for (const d of r.damaged) ctx.reporter.error(`DAMAGED device bytes ${d.offset}-${d.offset + d.length - 1} written as zeros: ${d.problem}`);
+      process.exitCode = ExitCode.PARTIAL;
+    }
   },
 };
 

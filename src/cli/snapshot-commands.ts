@@ -1,7 +1,7 @@
 /** `bkp status` and `bkp snapshot cleanup`: what the blksnap module holds, and removing bkp's leftovers. */
 import type { Argv, CommandModule } from 'yargs';
 import { context, type GlobalArgs } from './context.js';
-import { openBlksnap, removeStaleDiffFiles, formatUuid, devKey, blockDeviceInfo, DIFF_FILE_PREFIX, type DevId } from '../blksnap/index.js';
+import { openBlksnap, removeStaleDiffFiles, formatUuid, devKey, blockDeviceInfo, planSnapshotCleanup, type DevId } from '../blksnap/index.js';
 import { fmtBytes } from '../report/reporter.js';
 import { promises as fs } from 'node:fs';
 
@@ -78,20 +78,19 @@ export const snapshotCleanup: CommandModule<GlobalArgs, CleanupArgs> = {
     const ctx = context(a);
     const blksnap = await openBlksnap({ controlDevice: a['blksnap-device'] });
     try {
-      const files = (await fs.readdir(a['diff-storage']).catch(() => [] as string[])).filter((f) => f.startsWith(DIFF_FILE_PREFIX));
-      const ours = new Set(files.map((f) => f.slice(DIFF_FILE_PREFIX.length).replace(/-\d+$/, '')));
+      const plan = await planSnapshotCleanup(blksnap, a['diff-storage'], a.all);
       const destroyed: string[] = [];
-      const kept: string[] = [];
-      for (const id of await blksnap.snapshots()) {
-        if (!a.all && !ours.has(id)) {
-          kept.push(formatUuid(id));
-          continue;
-        }
+      const kept = plan.keep.map(formatUuid);
+      for (const id of plan.destroy) {
         await blksnap.snapshot(id).destroy();
         destroyed.push(formatUuid(id));
       }
       const live = (await blksnap.snapshots()).filter((id) => !destroyed.includes(formatUuid(id)));
       const removed = await removeStaleDiffFiles(a['diff-storage'], live);
+      for (const m of plan.staleMarkers) {
+        await fs.rm(m.path, { force: true });
+        removed.push(m.path);
+      }
       ctx.out(
         [
           `destroyed ${destroyed.length} snapshot(s)${destroyed.length ? `: ${destroyed.join(', ')}` : ''}`,

@@ -23,6 +23,8 @@ export const FLAG_ENCRYPTED = 0x02;
 const KNOWN_FLAGS = FLAG_ZSTD | FLAG_ENCRYPTED;
 /** Chunks are at most 64 MiB; anything larger in a header is damage, not data. */
 export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
+/** The longest valid envelope: header, and a payload of at most MAX_CHUNK_SIZE + 1024 bytes. */
+export const MAX_ENVELOPE_SIZE = ENVELOPE_HEADER_SIZE + MAX_CHUNK_SIZE + 1024;
 
 export interface EnvelopeHeader {
   flags: number;
@@ -66,7 +68,7 @@ export function decodeEnvelopeHeader(buf: Uint8Array): EnvelopeHeader {
   if (flags & FLAG_ENCRYPTED) throw new EnvelopeError('encrypted chunks are not supported by this version');
   const plainLength = b.readUInt32LE(8);
   const payloadLength = b.readUInt32LE(12);
-  if (plainLength > MAX_CHUNK_SIZE || payloadLength > MAX_CHUNK_SIZE + 1024) throw new EnvelopeError('envelope lengths out of range');
+  if (plainLength > MAX_CHUNK_SIZE || ENVELOPE_HEADER_SIZE + payloadLength > MAX_ENVELOPE_SIZE) throw new EnvelopeError('envelope lengths out of range');
   if (!(flags & FLAG_ZSTD) && payloadLength !== plainLength) throw new EnvelopeError('stored chunk length mismatch');
   return { flags, plainLength, payloadLength, crc: b.readUInt32LE(16), id: Buffer.from(b.subarray(24, 56)) };
 }

@@ -16,6 +16,7 @@
  *      SHA-256 of every byte before it (32 bytes)
  */
 import { createHash } from 'node:crypto';
+import { ENVELOPE_HEADER_SIZE, MAX_ENVELOPE_SIZE } from './envelope.js';
 
 export const INDEX_MAGIC = Buffer.from('BKPI', 'latin1');
 export const INDEX_VERSION = 1;
@@ -164,7 +165,12 @@ export function decodeIndex(b: Buffer): BackupIndex {
     };
     const wantPlain = Math.min(header.chunkSize, header.device.size - i * header.chunkSize);
     if (e.plainLength !== wantPlain) throw new IndexFormatError(`entry ${i} has plain length ${e.plainLength}, expected ${wantPlain}`);
-    if (kind === ENTRY_DATA && e.packOrdinal >= pcount) throw new IndexFormatError(`entry ${i} names pack ${e.packOrdinal} of ${pcount}`);
+    if (kind === ENTRY_DATA) {
+      if (e.packOrdinal >= pcount) throw new IndexFormatError(`entry ${i} names pack ${e.packOrdinal} of ${pcount}`);
+      // a reader allocates the envelope's length and seeks to its offset: bound both
+      if (e.length < ENVELOPE_HEADER_SIZE || e.length > MAX_ENVELOPE_SIZE) throw new IndexFormatError(`entry ${i} has envelope length ${e.length}`);
+      if (body.readBigUInt64LE(o + 8) + BigInt(e.length) > BigInt(Number.MAX_SAFE_INTEGER)) throw new IndexFormatError(`entry ${i} has envelope offset ${body.readBigUInt64LE(o + 8)} out of range`);
+    }
     entries[i] = e;
   }
   return { header, packs, entries };

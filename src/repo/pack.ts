@@ -53,13 +53,20 @@ export function encodePackTrailer(entries: readonly PackEntry[]): Buffer {
 
 export class PackFormatError extends Error {}
 
-/** Reads the entry count from a pack's last 16 bytes. */
-export function decodePackFooter(footer: Buffer): { count: number; crc: number } {
+/**
+ * Reads the entry count from a pack's last 16 bytes. Given the pack's size, a count whose entries
+ * cannot fit in it is refused here, before a reader fetches (allocates) count x 48 bytes.
+ */
+export function decodePackFooter(footer: Buffer, packSize?: number): { count: number; crc: number } {
   if (footer.length !== PACK_FOOTER_SIZE) throw new PackFormatError('pack footer truncated');
   if (!footer.subarray(12, 16).equals(PACK_MAGIC)) throw new PackFormatError('bad pack magic');
   const version = footer.readUInt8(4);
   if (version !== PACK_VERSION) throw new PackFormatError(`unsupported pack version ${version}`);
-  return { count: footer.readUInt32LE(0), crc: footer.readUInt32LE(8) };
+  const count = footer.readUInt32LE(0);
+  if (packSize !== undefined && count * PACK_ENTRY_SIZE + PACK_FOOTER_SIZE > packSize) {
+    throw new PackFormatError(`pack footer claims ${count} entries, more than a pack of ${packSize} bytes holds`);
+  }
+  return { count, crc: footer.readUInt32LE(8) };
 }
 
 /** Decodes the trailer entries (the bytes before the footer), checking the footer's CRC. */

@@ -101,6 +101,7 @@ export class Repository {
     try {
       if (!head.subarray(0, 4).equals(INDEX_MAGIC)) throw new Error('bad magic');
       const len = head.readUInt32LE(8);
+      if (12 + len > ref.size) throw new Error('header length past the end'); // never allocate what a damaged length claims
       const json = len + 12 <= head.length ? head.subarray(12, 12 + len) : (await this.target.get(ref.key, { offset: 12, length: len }));
       return JSON.parse(json.toString('utf8')) as IndexHeader;
     } catch {

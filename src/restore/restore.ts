@@ -8,6 +8,7 @@ import { packKey } from '../repo/pack.js';
 import { CodecPool } from '../repo/codec-pool.js';
 import { BufferPool, view } from '../backup/buffer-pool.js';
 import { openRestoreSink, type RestoreSink } from '../device/sink.js';
+import { refuseTargetBeingBackedUp } from './target-guard.js';
 import { planRestore, type PackRead } from './plan.js';
 import { CorruptError, InterruptedError } from '../errors.js';
 import { ObjectMissingError } from '../storage/target.js';
@@ -23,6 +24,18 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** Ranged reads in flight at once. */
   readAhead?: number;
+  /**
+   * Write zeros where a chunk cannot be read (missing or truncated pack, damaged envelope) and go
+   * on; the result lists those device ranges. Otherwise the first one stops the restore.
+   */
+  ignoreErrors?: boolean;
+}
+
+/** Device bytes a restore could not recover (written as zeros under ignoreErrors). */
+export interface DamagedRange {
+  offset: number;
+  length: number;
+  problem: string;
 }
 
 export interface RestoreResult {
@@ -32,6 +45,8 @@ export interface RestoreResult {
   bytesFetched: number;
   zeroBytes: number;
   durationMs: number;
+  /** In device order, neighbours with the same problem merged; empty unless ignoreErrors. */
+  damaged: DamagedRange[];
 }
 
 export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
@@ -40,6 +55,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const { header } = index;
   const size = header.device.size;
   const ops = planRestore(index);
+  await refuseTargetBeingBackedUp(opts.to);
   const sink = await openRestoreSink(opts.to, size, opts.force);
   const pool = new CodecPool();
   const buffers = new BufferPool(header.chunkSize, pool.size * 4);
@@ -51,6 +67,15 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
     done += n;
     phase.update(done);
   };
+  const damaged: DamagedRange[] = [];
+  // with ignoreErrors, an unreadable chunk becomes zeros and a line in the result
+  const onDamage = opts.ignoreErrors
+    ? async (offset: number, length: number, problem: string) => {
+        damaged.push({ offset, length, problem });
+        await sink.zero(offset, length);
+        progress(length);
+      }
+    : undefined;
   let ok = false;
   try {
     const window = new Set<Promise<void>>();
@@ -71,7 +96,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
               zeroBytes += op.length;
               progress(op.length);
             })
-          : restoreRead(opts.repo, op, sink, pool, buffers, progress).then((n) => {
+          : restoreRead(opts.repo, op, sink, pool, buffers, progress, onDamage).then((n) => {
               bytesFetched += n;
             });
       const p: Promise<void> = work
@@ -90,8 +115,20 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
     await sink.close();
     if (ok) phase.done();
   }
-  return { header, to: opts.to, bytes: size, bytesFetched, zeroBytes, durationMs: Date.now() - started };
+  return { header, to: opts.to, bytes: size, bytesFetched, zeroBytes, durationMs: Date.now() - started, damaged: mergeRanges(damaged) };
 }
+
+function mergeRanges(ranges: DamagedRange[]): DamagedRange[] {
+  const out: DamagedRange[] = [];
+  for (const r of [...ranges].sort((a, b) => a.offset - b.offset)) {
+    const last = out[out.length - 1];
+    if (last && last.offset + last.length === r.offset && last.problem === r.problem) last.length += r.length;
+    else out.push({ ...r });
+  }
+  return out;
+}
+
+const deviceBytes = (offset: number, length: number) => `device bytes ${offset}-${offset + length - 1}`;
 
 async function restoreRead(
   repo: Repository,
@@ -100,30 +137,43 @@ async function restoreRead(
   pool: CodecPool,
   buffers: BufferPool,
   progress: (n: number) => void,
+  onDamage?: (offset: number, length: number, problem: string) => Promise<void>,
 ): Promise<number> {
   const key = packKey(op.packId);
+  const first = op.chunks[0]!;
+  const last = op.chunks[op.chunks.length - 1]!;
   let data: Buffer;
   try {
     data = await repo.target.get(key, { offset: op.offset, length: op.length });
   } catch (e) {
-    if (e instanceof ObjectMissingError) {
-      const first = op.chunks[0]!;
-      const last = op.chunks[op.chunks.length - 1]!;
-      throw new CorruptError(`pack ${op.packId} is missing: device bytes ${first.deviceOffset}-${last.deviceOffset + last.plainLength - 1} cannot be restored`);
-    }
-    throw e;
+    if (!(e instanceof ObjectMissingError)) throw e;
+    const problem = `pack ${op.packId} is missing`;
+    if (!onDamage) throw new CorruptError(`${problem}: ${deviceBytes(first.deviceOffset, last.deviceOffset + last.plainLength - first.deviceOffset)} cannot be restored`);
+    for (const c of op.chunks) await onDamage(c.deviceOffset, c.plainLength, problem);
+    return 0;
   }
-  if (data.length !== op.length) throw new CorruptError(`pack ${op.packId} is truncated (needed bytes ${op.offset}-${op.offset + op.length - 1})`);
+  if (data.length !== op.length) {
+    // the pack ends early: the chunks whose envelopes lie past its end are lost
+    const lost = op.chunks.filter((c) => c.at + c.length > data.length);
+    const problem = `pack ${op.packId} is truncated (${op.offset + data.length} bytes, needs ${op.offset + op.length})`;
+    if (!onDamage) {
+      const l = lost[lost.length - 1]!;
+      throw new CorruptError(`${problem}: ${deviceBytes(lost[0]!.deviceOffset, l.deviceOffset + l.plainLength - lost[0]!.deviceOffset)} cannot be restored`);
+    }
+    for (const c of lost) await onDamage(c.deviceOffset, c.plainLength, problem);
+  }
   await Promise.all(
     op.chunks.map(async (c) => {
+      if (c.at + c.length > data.length) return; // lost above
       const dest = await buffers.acquire();
       const env = new Uint8Array(data.subarray(c.at, c.at + c.length)).buffer; // own buffer, to transfer
       const r = await pool.open(env, dest.ab, dest.offset, c.id, c.plainLength);
       try {
         if (r.error) {
-          throw new CorruptError(
-            `chunk ${c.id.toString('hex').slice(0, 16)} in pack ${op.packId} is damaged (${r.error}): device bytes ${c.deviceOffset}-${c.deviceOffset + c.plainLength - 1}`,
-          );
+          const problem = `chunk ${c.id.toString('hex').slice(0, 16)} in pack ${op.packId} is damaged (${r.error})`;
+          if (!onDamage) throw new CorruptError(`${problem}: ${deviceBytes(c.deviceOffset, c.plainLength)}`);
+          await onDamage(c.deviceOffset, c.plainLength, problem);
+          return;
         }
         await sink.write(view({ ab: r.dest, offset: dest.offset }, c.plainLength), c.plainLength, c.deviceOffset);
         progress(c.plainLength);

@@ -4,7 +4,7 @@
  * decompressed and its SHA-256 checked — each pack read once, however many backups share it.
  */
 import type { Repository, BackupRef } from '../repo/repository.js';
-import { packIdFromKey, packKey, PACK_FOOTER_SIZE } from '../repo/pack.js';
+import { packIdFromKey, packKey } from '../repo/pack.js';
 import { ENTRY_DATA } from '../repo/index-file.js';
 import { CodecPool } from '../repo/codec-pool.js';
 import { BufferPool } from '../backup/buffer-pool.js';
@@ -89,9 +89,12 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
       damage(usersOf(m), `pack ${packId} is missing`);
       continue;
     }
-    let end = 0;
-    for (const r of m.values()) end = Math.max(end, r.offset + r.length);
-    if (size < end + PACK_FOOTER_SIZE) damage(usersOf(m), `pack ${packId} is truncated (${size} bytes, needs more than ${end})`);
+    // only the backups whose envelopes lie past the end are damaged: the others still restore
+    const cut = [...m.values()].filter((r) => r.offset + r.length > size);
+    if (cut.length) {
+      const end = Math.max(...cut.map((r) => r.offset + r.length));
+      damage(new Set(cut.flatMap((r) => [...r.users])), `pack ${packId} is truncated (${size} bytes, needs ${end})`);
+    }
   }
 
   // 3. optionally, every chunk's content

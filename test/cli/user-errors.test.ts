@@ -5,25 +5,65 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { promises as fs } from 'node:fs';
-import { runBkp, tempDir } from '../support/env.js';
+import { spawn } from 'node:child_process';
+import { promises as fs, existsSync } from 'node:fs';
+import { BKP, runBkp, sh, tempDir, type RunResult } from '../support/env.js';
 import { makeImage } from '../support/data.js';
+import { attachLoop, type Loop } from '../support/loop.js';
+import { blksnapHarness, pattern, type BlksnapHarness } from '../support/blksnap-fake.js';
 import { ExitCode } from '../../src/errors.js';
+
+/** One line on stderr that names the problem, the documented exit code, no stack trace. */
+function assertUserError(r: RunResult, code: number, words: RegExp): void {
+  assert.equal(r.code, code, `exit code (stderr: ${r.stderr})`);
+  assert.match(r.stderr, words);
+  assert.doesNotMatch(r.stderr, /^\s+at .+:\d+:\d+\)?$/m, 'no stack trace');
+  assert.doesNotMatch(r.stderr, /^ {4}at /m, 'no stack trace');
+  assert.doesNotMatch(r.stderr, /internal error/);
+  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('warning:'));
+  assert.equal(lines.length, 1, `one line of error, got: ${r.stderr}`);
+}
+
+/** bkp as the unprivileged user nobody (65534), as a user who forgot sudo would run it. */
+function runAsNobody(args: string[]): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BKP, ...args], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
 
 describe('user errors', () => {
   const t = tempDir();
   const repo = path.join(t.dir, 'repo');
   const img = path.join(t.dir, 'disk.img');
   const file = path.join(t.dir, 'plain-file');
+  const emptyRepo = path.join(t.dir, 'empty-repo');
   before(async () => {
     await makeImage(img, 4 * 1024 * 1024, 'errors');
     await fs.writeFile(file, 'x');
     assert.equal((await runBkp(['init', '--repo', repo])).code, 0);
     assert.equal((await runBkp(['full', '--repo', repo, '--device', img, '--no-snapshot'])).code, 0);
+    assert.equal((await runBkp(['init', '--repo', emptyRepo])).code, 0);
   });
   after(() => t.cleanup());
 
   const cases: Array<[string, () => string[], number, RegExp]> = [
+    ['negative chunk size', () => ['init', '--repo', path.join(t.dir, 'r5'), '--chunk-size', '-1'], ExitCode.USAGE, /--chunk-size "-1" is not a size/],
+    ['absurd chunk size (1T)', () => ['init', '--repo', path.join(t.dir, 'r6'), '--chunk-size', '1T'], ExitCode.USAGE, /chunk size must be .* \(got 1099511627776\)/],
+    ['zero pack size', () => ['init', '--repo', path.join(t.dir, 'r7'), '--pack-size', '0'], ExitCode.USAGE, /--pack-size "0" is not a size/],
+    ['negative difference storage limit', () => ['full', '--repo', repo, '--device', img, '--no-snapshot', '--diff-storage-limit', '-5'], ExitCode.USAGE, /--diff-storage-limit "-5" is not a size/],
+    ['compression level 99', () => ['full', '--repo', repo, '--device', img, '--no-snapshot', '--compression-level', '99'], ExitCode.USAGE, /compression level must be 1 to 19/],
+    ['negative --keep-last', () => ['prune', '--repo', repo, '--keep-last', '-1'], ExitCode.USAGE, /--keep-last must be a whole number/],
+    ['prune without a rule', () => ['prune', '--repo', repo], ExitCode.USAGE, /name what to keep/],
+    ['conflicting flags: --no-snapshot with --no-fallback', () => ['incr', '--repo', repo, '--device', img, '--no-snapshot', '--no-fallback'], ExitCode.USAGE, /--no-fallback needs a snapshot/],
+    ['an s3 URL with no bucket', () => ['list', '--repo', 's3://'], ExitCode.USAGE, /s3:\/\//],
+    ['repository path under a file', () => ['init', '--repo', path.join(file, 'sub')], ExitCode.NOT_A_DEVICE, /plain-file\/sub: a part of the path is a file/],
+    ['restore from a repository without backups', () => ['restore', '--repo', emptyRepo, '--to', path.join(t.dir, 'o.img')], ExitCode.BACKUP_NOT_FOUND, /has no backups/],
     ['no command', () => [], ExitCode.USAGE, /command/],
     ['unknown command', () => ['backup-everything'], ExitCode.USAGE, /Unknown argument|unknown/i],
     ['unknown flag', () => ['list', '--repo', repo, '--colour'], ExitCode.USAGE, /Unknown argument/],
@@ -51,14 +91,116 @@ describe('user errors', () => {
   ];
 
   for (const [name, args, code, words] of cases) {
-    test(name, async () => {
-      const r = await runBkp(args());
-      assert.equal(r.code, code, `exit code (stderr: ${r.stderr})`);
-      assert.match(r.stderr, words);
-      assert.doesNotMatch(r.stderr, /^\s+at .+:\d+:\d+\)?$/m, 'no stack trace');
-      assert.doesNotMatch(r.stderr, /internal error/);
-      const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('warning:'));
-      assert.equal(lines.length, 1, `one line of error, got: ${r.stderr}`);
-    });
+    test(name, async () => assertUserError(await runBkp(args()), code, words));
   }
+
+  // without root: the repository directory (0700, root's) and the device cannot be opened
+  test('no permission on the repository (as nobody)', async () => assertUserError(await runAsNobody(['list', '--repo', repo]), ExitCode.PERMISSION, /permission denied on repository .*run bkp as root/));
+  test('no permission on the device (as nobody)', async () => {
+    const dev = attachLoop(img);
+    try {
+      assertUserError(await runAsNobody(['full', '--repo', '/tmp', '--device', dev.dev, '--no-snapshot']), ExitCode.PERMISSION, new RegExp(`permission denied on device ${dev.dev}`));
+    } finally {
+      dev.detach();
+    }
+  });
+});
+
+/** Restore targets that are real block devices: too small, mounted, holding a filesystem, being backed up. */
+describe('user errors: restore targets', () => {
+  const t = tempDir();
+  const repo = path.join(t.dir, 'repo');
+  const img = path.join(t.dir, 'disk.img');
+  const loops: Loop[] = [];
+  const mnt = path.join(t.dir, 'mnt');
+  const loopOf = async (size: number, name: string) => {
+    const f = path.join(t.dir, name);
+    await fs.writeFile(f, '');
+    await fs.truncate(f, size);
+    const l = attachLoop(f);
+    loops.push(l);
+    return l.dev;
+  };
+  before(async () => {
+    await makeImage(img, 8 * 1024 * 1024, 'targets');
+    assert.equal((await runBkp(['init', '--repo', repo])).code, 0);
+    assert.equal((await runBkp(['full', '--repo', repo, '--device', img, '--no-snapshot'])).code, 0);
+  });
+  after(() => {
+    if (existsSync(mnt)) sh('umount', ['-q', mnt]);
+    for (const l of loops) l.detach();
+    t.cleanup();
+  });
+
+  test('restore target too small', async () => {
+    const small = await loopOf(4 * 1024 * 1024, 'small.img');
+    assertUserError(await runBkp(['restore', '--repo', repo, '--to', small, '--force']), ExitCode.TARGET_TOO_SMALL, /holds 4194304 bytes but the backup needs 8388608/);
+  });
+
+  test('restore target mounted (also with --force)', async () => {
+    const dev = await loopOf(16 * 1024 * 1024, 'mounted.img');
+    sh('mkfs.ext4', ['-q', '-F', dev]);
+    await fs.mkdir(mnt);
+    sh('mount', [dev, mnt]);
+    try {
+      assertUserError(await runBkp(['restore', '--repo', repo, '--to', dev, '--force']), ExitCode.TARGET_IN_USE, /is in use: it is mounted on/);
+    } finally {
+      sh('umount', [mnt]);
+      await fs.rmdir(mnt);
+    }
+    // unmounted, the filesystem is still there: refused without --force
+    assertUserError(await runBkp(['restore', '--repo', repo, '--to', dev]), ExitCode.TARGET_HAS_DATA, /holds a ext4 signature.*--force/);
+  });
+
+  test('restore target is the device a --no-snapshot backup is reading (also with --force)', async () => {
+    const dev = await loopOf(8 * 1024 * 1024, 'source.img');
+    const flag = path.join(t.dir, 'pause');
+    const child = spawn(process.execPath, [BKP, 'full', '--repo', repo, '--device', dev, '--no-snapshot', '--quiet'], {
+      env: { ...process.env, BKP_PAUSE_AT: `source-opened:${flag}` },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const done = new Promise<number | null>((r) => child.on('close', r));
+    try {
+      for (let i = 0; !existsSync(`${flag}.reached`); i++) {
+        assert.ok(i < 1500, 'the backup reached its pause point');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assertUserError(await runBkp(['restore', '--repo', repo, '--to', dev, '--force']), ExitCode.TARGET_IN_USE, new RegExp(`is in use: it is being backed up \\(pid ${child.pid}: bkp full`));
+    } finally {
+      await fs.rm(`${flag}.reached`, { force: true });
+    }
+    assert.equal(await done, 0, 'the backup itself went on');
+  });
+});
+
+describe('user errors: restore onto a device in a blksnap snapshot', () => {
+  let h: BlksnapHarness;
+  before(async () => (h = await blksnapHarness('fake', { portionSectors: 8192 })));
+  after(() => h.cleanup());
+
+  test('restore target is a device whose snapshot a backup is reading (also with --force)', async () => {
+    const dev = await h.loop(8 * 1024 * 1024, pattern(7));
+    const repo = path.join(h.dir, 'repo');
+    const diff = path.join(h.dir, 'diff');
+    await fs.mkdir(diff);
+    const env = { BKP_BLKSNAP_FAKE: h.fakeDir };
+    assert.equal((await runBkp(['init', '--repo', repo])).code, 0);
+    assert.equal((await runBkp(['full', '--repo', repo, '--device', dev, '--diff-storage', diff, '--diff-storage-limit', '64M', '--quiet'], { env })).code, 0);
+    const flag = path.join(h.dir, 'pause');
+    const child = spawn(process.execPath, [BKP, 'incr', '--repo', repo, '--device', dev, '--diff-storage', diff, '--diff-storage-limit', '64M', '--quiet'], {
+      env: { ...process.env, ...env, BKP_PAUSE_AT: `snapshot-taken:${flag}` },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const done = new Promise<number | null>((r) => child.on('close', r));
+    try {
+      for (let i = 0; !existsSync(`${flag}.reached`); i++) {
+        assert.ok(i < 1500, 'the backup reached its pause point');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assertUserError(await runBkp(['restore', '--repo', repo, '--to', dev, '--force'], { env }), ExitCode.TARGET_IN_USE, /is in use: it is in blksnap snapshot [0-9a-f-]{36}: a backup is reading it/);
+    } finally {
+      await fs.rm(`${flag}.reached`, { force: true });
+    }
+    assert.equal(await done, 0, 'the backup itself went on');
+  });
 });

@@ -230,6 +230,34 @@ describe('backups through blksnap (fake module)', () => {
     assert.equal(await restoreHash(c, after.id), await sha256Of(c.dev));
   });
 
+  test('a bkp killed between CREATE and its first difference file: cleanup destroys the untaken snapshot', async () => {
+    const before = (await bkp(c, ['list', '--json'])).stdout;
+    const crashed = await bkp(c, ['incr', '--device', c.dev], { BKP_CRASH_AT: 'snapshot-created' });
+    assert.equal(crashed.signal, 'SIGKILL', crashed.stderr);
+    const left = Object.keys((await c.h.fake!.state()).snapshots);
+    assert.equal(left.length, 1, 'the kill left a snapshot');
+    assert.deepEqual((await fs.readdir(c.diff)).filter((f) => f.startsWith('bkp-diff-')), [], 'that no difference file names');
+    const blocked = await bkp(c, ['incr', '--device', c.dev]);
+    assert.equal(blocked.code, ExitCode.SNAPSHOT_FAILED, 'a new snapshot of the device is refused meanwhile');
+    assert.match(blocked.stderr, /bkp snapshot cleanup/);
+
+    // while another bkp might be creating its snapshot (a live marker), an untaken snapshot is not touched
+    const live = path.join(c.diff, `bkp-pending-${process.pid}`);
+    await fs.writeFile(live, `${process.pid}\n`);
+    const careful = await runBkp(['snapshot', 'cleanup', '--diff-storage', c.diff, '--json'], { env: c.env });
+    assert.equal(careful.code, 0, careful.stderr);
+    assert.deepEqual(JSON.parse(careful.stdout).destroyed, []);
+    await fs.rm(live);
+
+    const clean = await runBkp(['snapshot', 'cleanup', '--diff-storage', c.diff, '--json'], { env: c.env });
+    assert.equal(clean.code, 0, clean.stderr);
+    assert.equal(JSON.parse(clean.stdout).destroyed.length, 1, clean.stdout);
+    await noSnapshotsLeft(c);
+    assert.equal((await bkp(c, ['list', '--json'])).stdout, before, 'nothing committed');
+    const after = await backup(c, 'incr');
+    assert.equal(await restoreHash(c, after.id), await sha256Of(c.dev));
+  });
+
   test('SIGTERM mid-backup: exit 143, snapshot destroyed, difference storage removed, nothing committed', async () => {
     const before = (await bkp(c, ['list', '--json'])).stdout;
     const run = await startPaused(c, ['incr', '--device', c.dev]);
@@ -240,6 +268,46 @@ describe('backups through blksnap (fake module)', () => {
     assert.equal(r.code, ExitCode.TERMINATED, r.stderr);
     assert.equal((await bkp(c, ['list', '--json'])).stdout, before);
     await noSnapshotsLeft(c);
+  });
+});
+
+describe('SIGINT between devices (fake module)', () => {
+  let c: Ctx;
+  before(async () => (c = await setup()));
+  after(() => c.h.cleanup());
+
+  test('SIGINT after the first of two devices: exit 130, the first committed, nothing of the second, snapshot and lock released', async () => {
+    const second = await c.h.loop(SIZE, pattern(2));
+    const flag = path.join(c.h.dir, 'pause');
+    const child = spawn(process.execPath, [BKP, 'full', '--device', c.dev, '--device', second, '--repo', c.repo, '--diff-storage', c.diff, '--diff-storage-limit', '64M', '--quiet'], {
+      env: { ...process.env, ...c.env, BKP_PAUSE_AT: `source-opened:${flag}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const done = new Promise<number | null>((r) => child.on('close', r));
+    const reached = async () => {
+      for (let i = 0; !existsSync(`${flag}.reached`); i++) {
+        if (i > 1500) throw new Error(`bkp never reached the pause point: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const atSnapshot = await sha256Of(c.dev);
+    await reached(); // the first device is about to be read
+    await fs.rm(`${flag}.reached`);
+    await reached(); // the first is committed, the second about to be read
+    child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 100));
+    await fs.rm(`${flag}.reached`);
+    assert.equal(await done, ExitCode.INTERRUPTED, stderr);
+    assert.match(stderr, /stopped by SIGINT; nothing was committed for the device in progress/);
+    const list = JSON.parse((await bkp(c, ['list', '--json'])).stdout).backups as Array<{ backupId: string; device: string }>;
+    assert.deepEqual(list.map((b) => b.device), [c.dev], 'only the first device was committed');
+    assert.equal(await restoreHash(c, list[0]!.backupId), atSnapshot);
+    await noSnapshotsLeft(c);
+    const next = await bkp(c, ['incr', '--device', second]);
+    assert.equal(next.code, 0, next.stderr);
+    assert.doesNotMatch(next.stderr, /stale lock/, 'the lock was released, not left behind');
   });
 });
 

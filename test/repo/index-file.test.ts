@@ -72,7 +72,12 @@ function assertConsistent(ix: BackupIndex, what: string): void {
   ix.entries.forEach((e, i) => {
     assert.ok(e.kind === ENTRY_ZERO || e.kind === ENTRY_DATA, `${what}: entry ${i} kind`);
     assert.equal(e.plainLength, Math.min(chunkSize, device.size - i * chunkSize), `${what}: entry ${i} plain length`);
-    if (e.kind === ENTRY_DATA) assert.ok(e.packOrdinal < ix.packs.length, `${what}: entry ${i} pack`);
+    if (e.kind === ENTRY_DATA) {
+      assert.ok(e.packOrdinal < ix.packs.length, `${what}: entry ${i} pack`);
+      // what a restore allocates and where it seeks: bounded
+      assert.ok(e.length >= 56 && e.length <= 56 + 64 * 1024 * 1024 + 1024, `${what}: entry ${i} envelope length ${e.length}`);
+      assert.ok(Number.isSafeInteger(e.offset + e.length), `${what}: entry ${i} envelope offset ${e.offset}`);
+    }
     assert.equal(e.id.length, 32);
   });
 }

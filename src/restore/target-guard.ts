@@ -1,0 +1,40 @@
+/**
+ * A restore must never write onto a device that a backup is reading: through a blksnap snapshot
+ * (the module holds it as an original of a snapshot) or directly (a `--no-snapshot` bkp has it
+ * open). Mounted, swap and kernel-held targets are refused by the sink itself (src/device/sink.ts).
+ */
+import { promises as fs } from 'node:fs';
+import { tryOpenBlksnap, formatUuid, sameDev } from '../blksnap/index.js';
+import { backupReading } from '../device/readers.js';
+import { BkpError, TargetInUseError } from '../errors.js';
+
+async function inSnapshot(path: string): Promise<string | null> {
+  let blksnap;
+  try {
+    blksnap = await tryOpenBlksnap();
+  } catch (e) {
+    if (e instanceof BkpError) return null; // no access to the module: the other checks still apply
+    throw e;
+  }
+  if (!blksnap) return null;
+  try {
+    const dev = await blksnap.devIdOf(path);
+    for (const id of await blksnap.snapshots()) {
+      const images = await blksnap.snapshot(id).images().catch(() => []);
+      if (images.some((im) => sameDev(im.orig, dev))) {
+        return `it is in blksnap snapshot ${formatUuid(id)}: a backup is reading it (if none is running: bkp snapshot cleanup)`;
+      }
+    }
+    return null;
+  } finally {
+    await blksnap.close();
+  }
+}
+
+/** Refuses (exit 17) a restore target that is being backed up. A target that does not exist yet passes. */
+export async function refuseTargetBeingBackedUp(path: string): Promise<void> {
+  const st = await fs.stat(path).catch(() => null);
+  if (!st || !(st.isBlockDevice() || st.isFile())) return;
+  const why = (st.isBlockDevice() ? await inSnapshot(path) : null) ?? (await backupReading(path));
+  if (why) throw new TargetInUseError(`restore target ${path} is in use: ${why}`);
+}
