@@ -118,6 +118,21 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   return { header, to: opts.to, bytes: size, bytesFetched, zeroBytes, durationMs: Date.now() - started, damaged: mergeRanges(damaged) };
 }
 
+/**
+ * The device bytes of some chunks, for a message: the first contiguous range and how many more
+ * there are (a pack read may hold chunks that are not neighbours on the device).
+ */
+function rangesText(chunks: ReadonlyArray<{ deviceOffset: number; plainLength: number }>): string {
+  const ranges: Array<{ offset: number; end: number }> = [];
+  for (const c of [...chunks].sort((a, b) => a.deviceOffset - b.deviceOffset)) {
+    const last = ranges[ranges.length - 1];
+    if (last && last.end === c.deviceOffset) last.end += c.plainLength;
+    else ranges.push({ offset: c.deviceOffset, end: c.deviceOffset + c.plainLength });
+  }
+  const r = ranges[0]!;
+  return `${deviceBytes(r.offset, r.end - r.offset)}${ranges.length > 1 ? ` and ${ranges.length - 1} more range(s)` : ''}`;
+}
+
 function mergeRanges(ranges: DamagedRange[]): DamagedRange[] {
   const out: DamagedRange[] = [];
   for (const r of [...ranges].sort((a, b) => a.offset - b.offset)) {
@@ -140,15 +155,13 @@ async function restoreRead(
   onDamage?: (offset: number, length: number, problem: string) => Promise<void>,
 ): Promise<number> {
   const key = packKey(op.packId);
-  const first = op.chunks[0]!;
-  const last = op.chunks[op.chunks.length - 1]!;
   let data: Buffer;
   try {
     data = await repo.target.get(key, { offset: op.offset, length: op.length });
   } catch (e) {
     if (!(e instanceof ObjectMissingError)) throw e;
     const problem = `pack ${op.packId} is missing`;
-    if (!onDamage) throw new CorruptError(`${problem}: ${deviceBytes(first.deviceOffset, last.deviceOffset + last.plainLength - first.deviceOffset)} cannot be restored`);
+    if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(op.chunks)} cannot be restored`);
     for (const c of op.chunks) await onDamage(c.deviceOffset, c.plainLength, problem);
     return 0;
   }
@@ -156,10 +169,7 @@ async function restoreRead(
     // the pack ends early: the chunks whose envelopes lie past its end are lost
     const lost = op.chunks.filter((c) => c.at + c.length > data.length);
     const problem = `pack ${op.packId} is truncated (${op.offset + data.length} bytes, needs ${op.offset + op.length})`;
-    if (!onDamage) {
-      const l = lost[lost.length - 1]!;
-      throw new CorruptError(`${problem}: ${deviceBytes(lost[0]!.deviceOffset, l.deviceOffset + l.plainLength - lost[0]!.deviceOffset)} cannot be restored`);
-    }
+    if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(lost)} cannot be restored`);
     for (const c of lost) await onDamage(c.deviceOffset, c.plainLength, problem);
   }
   await Promise.all(
