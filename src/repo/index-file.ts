@@ -22,6 +22,8 @@ export const INDEX_MAGIC = Buffer.from('BKPI', 'latin1');
 export const INDEX_VERSION = 1;
 export const INDEX_ENTRY_SIZE = 56;
 export const ENTRY_ZERO = 0;
+/** The id every decoded zero entry carries (shared; never written to). */
+export const ZERO_CHUNK_ID: Buffer = Buffer.alloc(32);
 export const ENTRY_DATA = 1;
 
 export interface DeviceIdentity {
@@ -151,26 +153,34 @@ export function decodeIndex(b: Buffer): BackupIndex {
   const expected = Math.ceil(header.device.size / header.chunkSize);
   if (ecount !== expected) throw new IndexFormatError(`index has ${ecount} entries, device needs ${expected}`);
   const entries: IndexEntry[] = new Array(ecount);
+  // Memory per entry matters (a 1 TiB device has a million): zero entries share one id, and the
+  // ids of data entries are views into one block instead of a buffer each.
+  const ids = Buffer.allocUnsafeSlow(ecount * 32);
   for (let i = 0; i < ecount; i++, o += INDEX_ENTRY_SIZE) {
     const kind = body.readUInt8(o);
     if (kind !== ENTRY_ZERO && kind !== ENTRY_DATA) throw new IndexFormatError(`entry ${i} has unknown kind ${kind}`);
     if (body.readUIntLE(o + 1, 3) !== 0) throw new IndexFormatError(`entry ${i} has non-zero reserved bytes`);
+    const plainLength = body.readUInt32LE(o + 20);
+    const wantPlain = Math.min(header.chunkSize, header.device.size - i * header.chunkSize);
+    if (plainLength !== wantPlain) throw new IndexFormatError(`entry ${i} has plain length ${plainLength}, expected ${wantPlain}`);
+    if (kind === ENTRY_ZERO) {
+      entries[i] = { kind, packOrdinal: 0, offset: 0, length: 0, plainLength, id: ZERO_CHUNK_ID };
+      continue;
+    }
+    const hi = body.readUInt32LE(o + 12);
     const e: IndexEntry = {
       kind,
       packOrdinal: body.readUInt32LE(o + 4),
-      offset: Number(body.readBigUInt64LE(o + 8)),
+      offset: hi * 2 ** 32 + body.readUInt32LE(o + 8),
       length: body.readUInt32LE(o + 16),
-      plainLength: body.readUInt32LE(o + 20),
-      id: Buffer.from(body.subarray(o + 24, o + 56)),
+      plainLength,
+      id: ids.subarray(i * 32, i * 32 + 32),
     };
-    const wantPlain = Math.min(header.chunkSize, header.device.size - i * header.chunkSize);
-    if (e.plainLength !== wantPlain) throw new IndexFormatError(`entry ${i} has plain length ${e.plainLength}, expected ${wantPlain}`);
-    if (kind === ENTRY_DATA) {
-      if (e.packOrdinal >= pcount) throw new IndexFormatError(`entry ${i} names pack ${e.packOrdinal} of ${pcount}`);
-      // a reader allocates the envelope's length and seeks to its offset: bound both
-      if (e.length < ENVELOPE_HEADER_SIZE || e.length > MAX_ENVELOPE_SIZE) throw new IndexFormatError(`entry ${i} has envelope length ${e.length}`);
-      if (body.readBigUInt64LE(o + 8) + BigInt(e.length) > BigInt(Number.MAX_SAFE_INTEGER)) throw new IndexFormatError(`entry ${i} has envelope offset ${body.readBigUInt64LE(o + 8)} out of range`);
-    }
+    body.copy(ids, i * 32, o + 24, o + 56);
+    if (e.packOrdinal >= pcount) throw new IndexFormatError(`entry ${i} names pack ${e.packOrdinal} of ${pcount}`);
+    // a reader allocates the envelope's length and seeks to its offset: bound both
+    if (e.length < ENVELOPE_HEADER_SIZE || e.length > MAX_ENVELOPE_SIZE) throw new IndexFormatError(`entry ${i} has envelope length ${e.length}`);
+    if (hi >= 2 ** 21 || e.offset + e.length > Number.MAX_SAFE_INTEGER) throw new IndexFormatError(`entry ${i} has envelope offset ${body.readBigUInt64LE(o + 8)} out of range`);
     entries[i] = e;
   }
   return { header, packs, entries };
