@@ -231,8 +231,8 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           compressionLevel: level,
           signal: opts.signal,
           onProgress: (b) => phase.update(b),
-          beforeCommit: () => {
-            lock.assertHeld();
+          beforeCommit: async () => {
+            await lock.assertHeld();
             session?.assertIntact(device);
           },
         });

@@ -227,7 +227,7 @@ export const gc: CommandModule<GlobalArgs, Args<{ 'dry-run': boolean }>> = {
     const ctx = context(a);
     const target = await openTarget(a.repo, s3OptionsFrom(a));
     const repo = await Repository.open(target);
-    const lock = await acquireLock(target, 'bkp gc', (m) => ctx.reporter.warn(m));
+    const lock = await acquireLock(target, 'bkp gc', (m) => ctx.reporter.warn(m), undefined, { housekeeping: true });
     try {
       const r = await collectGarbage(repo, { dryRun: a['dry-run'], checkLock: () => lock.assertHeld() });
       ctx.out(

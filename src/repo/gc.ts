@@ -12,7 +12,7 @@ import { ENTRY_DATA, type BackupIndex } from './index-file.js';
 import { openEnvelope } from './envelope.js';
 import { PackWriter } from './pack-writer.js';
 import type { ChunkLocation } from './chunk-map.js';
-import { CorruptError } from '../errors.js';
+import { CorruptError, ObjectArchivedError } from '../errors.js';
 import { crashPoint } from '../faults.js';
 import { ARCHIVE_CLASSES } from '../storage/target.js';
 
@@ -32,7 +32,7 @@ export interface GcOptions {
   /** Repack a pack when less than this share of its bytes is still referenced (0 disables). */
   repackBelow?: number;
   /** Called before each change to the repository: throw to stop (the repository lock was lost). */
-  checkLock?: () => void;
+  checkLock?: () => Promise<void>;
 }
 
 async function readAll(repo: Repository): Promise<Array<{ ref: BackupRef; index: BackupIndex }>> {
@@ -90,7 +90,15 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
     const writer = new PackWriter(repo.target, repo.config.packSize);
     const moved = new Map<string, ChunkLocation>(); // "pack:offset" → new location
     for (const p of repack) {
-      const data = await repo.target.get(packKey(p));
+      let data: Buffer;
+      try {
+        data = await repo.target.get(packKey(p));
+      } catch (e) {
+        // a pack moved to an archive tier behind bkp's back (e.g. S3 Intelligent-Tiering) cannot
+        // be read now: keep it whole, repack the others
+        if (e instanceof ObjectArchivedError) continue;
+        throw e;
+      }
       const entries = [...live.get(p)!.entries()];
       // a damaged envelope is not copied: the pack is kept as it is and verify will name it
       const ok = entries.every(([off, v]) => {
@@ -102,7 +110,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
         }
       });
       if (!ok) continue;
-      for (const [off, v] of entries) moved.set(`${p}:${off}`, await writer.add(v.id, Buffer.from(data.subarray(off, off + v.length)), v.plainLength));
+      for (const [off, v] of entries) moved.set(`${p}:${off}`, await writer.add(v.id, data.subarray(off, off + v.length), v.plainLength));
       result.packsRepacked++;
       result.bytesRepacked += data.length;
     }
@@ -123,7 +131,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
         const to = moved.get(`${p}:${e.offset}`);
         return to ? { ...e, packOrdinal: ordinal(to.packId), offset: to.offset, length: to.length } : { ...e, packOrdinal: ordinal(p) };
       });
-      opts.checkLock?.();
+      await opts.checkLock?.();
       await repo.replaceIndex({ header: index.header, packs, entries });
       result.indexesRewritten++;
       crashPoint('repack-index-rewritten');
@@ -140,12 +148,13 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
     result.packsRemoved++;
     result.bytesRemoved += size;
     if (!dryRun) {
-      opts.checkLock?.();
+      await opts.checkLock?.();
       await repo.target.delete(packKey(id));
       crashPoint('gc-deleted');
     }
   }
   if (dryRun) result.packsRepacked = repack.length;
+  if (!dryRun) await opts.checkLock?.();
   result.leftoversRemoved = (await repo.target.removeLeftovers?.(dryRun)) ?? 0;
   return result;
 }

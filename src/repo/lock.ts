@@ -39,8 +39,12 @@ interface LockRecord extends LockInfo {
 export interface RepoLock {
   info: LockInfo;
   generation: number;
-  /** Throws LockedError when a refresh found that another process took the lock over. */
-  assertHeld(): void;
+  /**
+   * Rejects (LockedError) when the lock may no longer be ours: a refresh found another holder, or
+   * the lock was not confirmed for longer than two thirds of its lifetime (then it is confirmed
+   * first). Call before every change that relies on holding the lock.
+   */
+  assertHeld(): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -86,9 +90,24 @@ async function readRecord(target: Target, gen: number): Promise<LockRecord | 'mi
  * `subject` names what is locked in messages (default `repository <location>`); the device locks
  * of src/device/device-lock.ts use the same algorithm on a local directory.
  */
-export async function acquireLock(target: Target, command: string, warn: (msg: string) => void, subject = `repository ${target.location}`): Promise<RepoLock> {
+export interface AcquireOptions {
+  /**
+   * Delete old lock generations (keeping the last 16). gc and prune do it; backups do it only
+   * when generations pile up past 500, so that a backup's request count stays fixed.
+   */
+  housekeeping?: boolean;
+}
+
+export async function acquireLock(
+  target: Target,
+  command: string,
+  warn: (msg: string) => void,
+  subject = `repository ${target.location}`,
+  opts: AcquireOptions = {},
+): Promise<RepoLock> {
   const ttl = lockTtlMs();
   const info: LockInfo = { host: os.hostname(), pid: process.pid, startedAt: new Date().toISOString(), command };
+  const takenAt = Date.now();
   const record = (state: LockRecord['state']): Buffer =>
     Buffer.from(JSON.stringify({ ...info, ...(state === 'held' ? { expiresAt: new Date(Date.now() + ttl).toISOString() } : {}), state } satisfies LockRecord) + '\n');
   for (let attempt = 0; attempt < 10; attempt++) {
@@ -124,28 +143,45 @@ export async function acquireLock(target: Target, command: string, warn: (msg: s
       await target.delete(lockKey(gen));
       continue;
     }
-    for (const old of gens.filter((g) => g <= gen - KEEP_GENERATIONS)) await target.delete(lockKey(old)).catch(() => {});
+    if (opts.housekeeping || gens.length > 500) {
+      for (const old of gens.filter((g) => g <= gen - KEEP_GENERATIONS)) await target.delete(lockKey(old)).catch(() => {});
+    }
     let released = false;
     let lost: string | undefined;
+    // when the lock was last known to be ours: the start of the last successful take or refresh,
+    // on the monotonic clock (a frozen process or a wall-clock jump cannot fool it)
+    let confirmedAt = performance.now() - (Date.now() - takenAt);
     let refreshing: Promise<void> = Promise.resolve();
     const refresh = async () => {
+      if (lost) return;
+      const started = performance.now();
       const newest = (await lockGenerations(target))[0] ?? 0;
       if (newest !== gen) {
-        lost = `the repository lock was taken over by another process (generation ${newest}) while this one worked; nothing more is committed`;
+        lost = `the ${subject} lock was taken over by another process (generation ${newest}) while this one worked; nothing more is committed`;
         clearInterval(timer);
         return;
       }
       await target.put(lockKey(gen), record('held'));
+      confirmedAt = started;
     };
-    const timer = setInterval(() => {
-      refreshing = refreshing.then(refresh).catch((e: unknown) => warn(`could not refresh the repository lock: ${(e as Error).message}`));
-    }, Math.max(1000, ttl / 3));
+    const refreshNow = (): Promise<void> => {
+      refreshing = refreshing.then(refresh).catch((e: unknown) => warn(`could not refresh the ${subject} lock: ${(e as Error).message}`));
+      return refreshing;
+    };
+    const timer = setInterval(() => void refreshNow(), Math.max(1000, ttl / 3));
     timer.unref();
     return {
       info,
       generation: gen,
-      assertHeld() {
+      async assertHeld() {
+        // Within two thirds of the lifetime since the lock was last confirmed, nobody can have
+        // taken it over (that needs the expiry to pass). Later — the process was frozen, or
+        // refreshes failed — confirm it now, before anything is committed.
+        if (!lost && performance.now() - confirmedAt > (ttl * 2) / 3) await refreshNow();
         if (lost) throw new LockedError(lost);
+        if (performance.now() - confirmedAt > (ttl * 2) / 3) {
+          throw new LockedError(`the ${subject} lock could not be refreshed for ${Math.round((performance.now() - confirmedAt) / 1000)} s; nothing more is committed`);
+        }
       },
       release: async () => {
         if (released) return;

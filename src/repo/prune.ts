@@ -26,7 +26,7 @@ export interface PruneOptions {
 
 export async function pruneBackups(repo: Repository, opts: PruneOptions): Promise<PruneResult> {
   const dryRun = !!opts.dryRun;
-  const lock = await acquireLock(repo.target, opts.command, opts.warn);
+  const lock = await acquireLock(repo.target, opts.command, opts.warn, undefined, { housekeeping: true });
   try {
     let refs: BackupRef[] = await repo.listBackups();
     if (opts.deviceFilter) refs = refs.filter((r) => opts.deviceFilter!(r.deviceKey));
@@ -34,6 +34,7 @@ export async function pruneBackups(repo: Repository, opts: PruneOptions): Promis
     const plan = planRetention(items, opts.policy);
     if (!dryRun) {
       for (const r of plan.remove) {
+        await lock.assertHeld();
         await repo.removeBackup(r);
         crashPoint('prune-removed');
       }

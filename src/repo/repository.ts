@@ -9,7 +9,7 @@ import { ChunkMap } from './chunk-map.js';
 import { decodeIndex, encodeIndex, ENTRY_DATA, indexKey, IndexFormatError, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
 import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
 import { packIdFromKey } from './pack.js';
-import { BackupNotFoundError, CorruptError, RepoExistsError, RepoMissingError } from '../errors.js';
+import { BackupNotFoundError, BkpError, CorruptError, ExitCode, RepoExistsError, RepoMissingError } from '../errors.js';
 
 export interface BackupRef {
   backupId: string;
@@ -21,6 +21,7 @@ export interface BackupRef {
 export class Repository {
   private chunkMapPromise: Promise<ChunkMap> | undefined;
   private readonly indexCache = new Map<string, Promise<BackupIndex>>();
+  private backupsPromise: Promise<BackupRef[]> | undefined;
 
   private constructor(readonly target: Target, readonly config: RepoConfig) {}
 
@@ -53,7 +54,18 @@ export class Repository {
   }
 
   /** Every committed backup index, oldest first (backup ids sort by time). */
-  async listBackups(): Promise<BackupRef[]> {
+  /**
+   * Every committed index, by backup id then device key. Listed once per Repository and kept
+   * (a run asks several times: the previous backup of each device, dedup); this instance's own
+   * commits and removals update it, and other writers are kept out by the lock.
+   */
+  listBackups(): Promise<BackupRef[]> {
+    this.backupsPromise ??= this.listBackupsNow();
+    this.backupsPromise.catch(() => (this.backupsPromise = undefined));
+    return this.backupsPromise.then((all) => [...all]);
+  }
+
+  private async listBackupsNow(): Promise<BackupRef[]> {
     const out: BackupRef[] = [];
     for await (const o of this.target.list('backups/')) {
       const p = parseIndexKey(o.key);
@@ -114,7 +126,15 @@ export class Repository {
    * existing one. Every pack it names must already be durable.
    */
   async commitIndex(index: BackupIndex): Promise<void> {
-    await this.target.put(indexKey(index.header.backupId, index.header.device.key), encodeIndex(index), { ifAbsent: true });
+    const key = indexKey(index.header.backupId, index.header.device.key);
+    try {
+      await this.target.put(key, encodeIndex(index), { ifAbsent: true });
+    } catch (e) {
+      // backup ids are unique per run: another index under this key is not ours to replace
+      if (e instanceof ObjectExistsError) throw new BkpError(`index ${key} already exists in ${this.target.location} with other content; this backup was not committed`, ExitCode.FAILURE, { cause: e });
+      throw e;
+    }
+    this.backupsPromise = undefined;
   }
 
   /**

@@ -121,6 +121,29 @@ describe('bkp with an S3 repository', () => {
     assert.ok(idle.requests.length <= 10, `${idle.requests.length} requests:\n${idle.requests.join('\n')}`);
     // and it is still a complete backup
     assert.equal(await restoredHash(repo, 'latest'), await sha256Of(dev));
+
+    // a repository that has seen many runs: backups do not spend requests on old lock generations
+    const c = adminClient(endpoint);
+    for (let g = 100; g < 130; g++) {
+      const rec = { host: 'old', pid: 1, startedAt: '2026-01-01T00:00:00.000Z', command: 'bkp incr', state: 'released' };
+      await c.send(new PutObjectCommand({ Bucket: bucket, Key: `r/locks/${String(g).padStart(12, '0')}`, Body: JSON.stringify(rec) }));
+    }
+    c.destroy();
+    const later = await counted(['incr', '--repo', repo, '--device', dev, '--json']);
+    assert.ok(later.requests.length <= 10, `${later.requests.length} requests with 30 old lock generations:\n${later.requests.join('\n')}`);
+
+    // with a second device in the repository, an incr that stores one chunk adds its pack PUT and
+    // one GET (the other device's newest index, for dedup) to the budget, nothing per backup
+    const dev2 = await h.loop(8 * MiB, pattern(41));
+    await ok(['full', '--repo', repo, '--device', dev2]);
+    await ok(['incr', '--repo', repo, '--device', dev2]);
+    await h.write(dev, 0, randomBytes(4096));
+    const one = await counted(['incr', '--repo', repo, '--device', dev, '--json']);
+    assert.equal(JSON.parse(one.stdout).devices[0].stats.chunksNew, 1);
+    assert.ok(one.requests.length <= 12, `${one.requests.length} requests for one changed chunk:\n${one.requests.join('\n')}`);
+    // gc (housekeeping) trims the lock history to the last 16 generations
+    await ok(['gc', '--repo', repo]);
+    assert.ok((await objectKeys(bucket, 'r/locks/')).length <= 17);
   });
 
   test('verify names the backup whose pack was deleted or altered', { timeout: 120_000 }, async () => {

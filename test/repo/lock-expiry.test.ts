@@ -1,7 +1,7 @@
 /** The repository lock's expiry: what makes it work across hosts (S3) where no pid can be checked. */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fs } from 'node:fs';
+import { promises as fs, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -67,15 +67,48 @@ describe('repository lock expiry', () => {
     delete process.env.BKP_LOCK_TTL_SECONDS;
   });
 
+  test('a holder frozen past two thirds of the lifetime confirms before committing, and refuses when taken over', async () => {
+    process.env.BKP_LOCK_TTL_SECONDS = '3';
+    const t = repo();
+    const lock = await acquireLock(t, 'bkp full', () => {});
+    // frozen (a suspended VM, SIGSTOP): no timer runs meanwhile ...
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2500);
+    // ... and its lock expired, and another host took it over, before it runs again
+    const rec = { host: 'other-host.example', pid: 4242, startedAt: '2026-01-01T00:00:00.000Z', command: 'bkp gc', expiresAt: new Date(Date.now() + 600_000).toISOString(), state: 'held' };
+    writeFileSync(path.join(dir, `r${n - 1}`, lockKey(lock.generation + 1)), JSON.stringify(rec));
+    await assert.rejects(lock.assertHeld(), (e: Error) => /taken over by another process/.test(e.message));
+    await lock.release();
+    assert.equal((await record(t)).host, 'other-host.example');
+    delete process.env.BKP_LOCK_TTL_SECONDS;
+  });
+
+  test('a holder that cannot refresh its lock refuses to commit once it may have expired', async () => {
+    process.env.BKP_LOCK_TTL_SECONDS = '3';
+    const t = repo();
+    let failing = false;
+    const flaky = Object.create(t) as LocalTarget;
+    flaky.put = (k, b, o) => (failing ? Promise.reject(new Error('store unreachable')) : t.put(k, b, o));
+    const warnings: string[] = [];
+    const lock = await acquireLock(flaky, 'bkp full', (m) => warnings.push(m));
+    await lock.assertHeld(); // fresh: no request needed
+    failing = true;
+    await sleep(2300);
+    await assert.rejects(lock.assertHeld(), (e: Error) => /could not be refreshed/.test(e.message));
+    assert.ok(warnings.some((w) => /could not refresh/.test(w)), warnings.join('\n'));
+    failing = false;
+    await lock.release();
+    delete process.env.BKP_LOCK_TTL_SECONDS;
+  });
+
   test('a holder whose lock was taken over learns it and refuses to commit', async () => {
     process.env.BKP_LOCK_TTL_SECONDS = '3';
     const t = repo();
     const lock = await acquireLock(t, 'bkp full', () => {});
-    lock.assertHeld();
+    await lock.assertHeld();
     // someone takes over (as after an expiry while this process was frozen)
     await foreignLock(t, new Date(Date.now() + 600_000).toISOString());
     await sleep(1500);
-    assert.throws(() => lock.assertHeld(), (e: Error) => /taken over by another process/.test(e.message));
+    await assert.rejects(lock.assertHeld(), (e: Error) => /taken over by another process/.test(e.message));
     await lock.release();
     // the newer holder's record is untouched by the release
     assert.equal((await record(t)).host, 'other-host.example');

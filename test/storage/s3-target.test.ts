@@ -118,14 +118,16 @@ describe('S3Target specifics', () => {
   test('removeLeftovers aborts an unfinished multipart upload under its prefix only', async () => {
     const bucket = await newBucket(endpoint, 'left');
     const c = adminClient(endpoint);
-    await c.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'r/packs/00/dead.pack' }));
-    await c.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'other/packs/00/keep.pack' }));
+    await c.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: `r/packs/00/00${'d'.repeat(30)}.pack` }));
+    await c.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: `other/packs/00/00${'e'.repeat(30)}.pack` }));
+    // an upload of another program under the same prefix is not bkp's to abort
+    await c.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'r/video.mp4' }));
     const t = target(endpoint, `s3://${bucket}/r`);
     assert.equal(await t.removeLeftovers(true), 1);
     assert.equal(await t.removeLeftovers(false), 1);
     assert.equal(await t.removeLeftovers(true), 0);
     const u = await c.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
-    assert.deepEqual((u.Uploads ?? []).map((x) => x.Key), ['other/packs/00/keep.pack']);
+    assert.deepEqual((u.Uploads ?? []).map((x) => x.Key).sort(), [`other/packs/00/00${'e'.repeat(30)}.pack`, 'r/video.mp4']);
     c.destroy();
     t.destroy();
   });

@@ -5,6 +5,9 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { isIP } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { UsageError } from '../../errors.js';
 
 export interface S3Options {
@@ -76,7 +79,9 @@ export function resolveEndpoint(opts: S3Options, env: NodeJS.ProcessEnv = proces
 
 export function makeS3Client(opts: S3Options, endpoint: ResolvedEndpoint, env: NodeJS.ProcessEnv = process.env): S3Client {
   const concurrency = opts.concurrency ?? 4;
-  const region = env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? (endpoint.url ? 'us-east-1' : undefined);
+  // the SDK's own order (environment, then the profile's config), and for an S3-compatible
+  // endpoint, where the region is often meaningless, us-east-1 when none is set
+  const region = env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? profileRegion(env) ?? (endpoint.url ? 'us-east-1' : undefined);
   const socketTimeout = Number(env.BKP_S3_SOCKET_TIMEOUT_MS ?? 60_000);
   return new S3Client({
     ...(region ? { region } : {}),
@@ -97,4 +102,27 @@ export function makeS3Client(opts: S3Options, endpoint: ResolvedEndpoint, env: N
       httpsAgent: { keepAlive: true, maxSockets: concurrency + 4 },
     },
   });
+}
+
+/** `region` of the active profile in the shared config file (~/.aws/config), if any. */
+export function profileRegion(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const profile = env.AWS_PROFILE || 'default';
+  let text: string;
+  try {
+    text = readFileSync(env.AWS_CONFIG_FILE || join(homedir(), '.aws', 'config'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  let inProfile = false;
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/[#;].*$/, '').trim();
+    const section = /^\[\s*(?:profile\s+)?([^\]]+?)\s*\]$/.exec(line);
+    if (section) {
+      inProfile = section[1] === profile;
+      continue;
+    }
+    const kv = /^region\s*=\s*(\S+)$/.exec(line);
+    if (inProfile && kv) return kv[1];
+  }
+  return undefined;
 }

@@ -28,7 +28,6 @@ const DENIED = new Set([
   'ExpiredToken',
   'TokenRefreshRequired',
   'InvalidSecurity',
-  'RequestTimeTooSkewed',
 ]);
 
 const NETWORK = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED']);
@@ -87,14 +86,20 @@ export function mapS3Error(e: unknown, ctx: S3ErrorContext, key?: string): unkno
   if (/Region is missing/i.test(detail)) {
     return new ConfigInvalidError(`no AWS region for ${ctx.url}: set AWS_REGION or a region in your AWS profile`, { cause: e });
   }
+  if (code === 'RequestTimeTooSkewed') {
+    return new StorageDeniedError(`${ctx.endpoint} refused the request because this machine's clock is off by too much: fix the time (NTP)`, { cause: e });
+  }
   if (DENIED.has(code) || status === 403) {
     return new StorageDeniedError(`access to ${where} denied (${code || status}): check the credentials and the bucket policy`, { cause: e });
   }
   if (NETWORK.has(code) || code === 'TimeoutError' || code === 'RequestTimeout' || /socket hang up|timed out|ECONNREFUSED|ENOTFOUND|EAI_AGAIN/i.test(detail)) {
     return new StorageUnreachableError(`cannot reach S3 endpoint ${ctx.endpoint} for bucket ${ctx.bucket} (${code || detail})`, { cause: e });
   }
-  if (status === 404 || code === 'UnknownError' || code === 'NotFound') {
+  if (status === 404 && (code === 'UnknownError' || code === 'NotFound' || code === '')) {
     return new StorageUnreachableError(`${ctx.endpoint} answered HTTP ${status ?? '?'} without an S3 error for ${key ?? ctx.url}: is it an S3 endpoint?`, { cause: e });
+  }
+  if (code === 'NotImplemented' || status === 501) {
+    return new ConfigInvalidError(`${ctx.endpoint} does not implement a request bkp needs (${key ?? ctx.url}); bkp needs conditional puts (If-None-Match), ranged reads and multipart uploads`, { cause: e });
   }
   if ((status ?? 0) >= 500 || code === 'SlowDown' || code === 'ServiceUnavailable' || code === 'InternalError') {
     return new StorageUnreachableError(`S3 at ${ctx.endpoint} kept failing for ${ctx.url}${key ? ` (${key})` : ''}: ${code || status} after retries`, {

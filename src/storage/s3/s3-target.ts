@@ -29,7 +29,7 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import { checkKey, checkPrefix, ObjectExistsError, ObjectMissingError, type ByteRange, type ObjectInfo, type PutOptions, type Target } from '../target.js';
-import { ConfigInvalidError } from '../../errors.js';
+import { ConfigInvalidError, StorageUnreachableError } from '../../errors.js';
 import { httpStatus, mapS3Error, s3Code, type S3ErrorContext } from './s3-errors.js';
 import type { S3Location } from './s3-config.js';
 
@@ -50,6 +50,8 @@ export interface S3ObjectInfo extends ObjectInfo {
 
 const MiB = 1024 * 1024;
 const READ_ATTEMPTS = 3;
+/** The keys of a bkp repository (docs/format.md section 2). */
+const BKP_KEY = /^(config|packs\/[0-9a-f]{2}\/[0-9a-f]{32}\.pack|backups\/[^/]+\/[^/]+\.idx|locks\/\d{12})$/;
 
 export class S3Target implements Target {
   readonly location: string;
@@ -115,38 +117,58 @@ export class S3Target implements Target {
     const size = parts.reduce((n, p) => n + p.length, 0);
     if (size > this.multipartThreshold && !opts.ifAbsent) return this.putMultipart(key, k, parts, size);
     const data = parts.length === 1 ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.length) : Buffer.concat(parts, size);
-    try {
-      await this.limit(() =>
-        this.client.send(
-          new PutObjectCommand({
-            Bucket: this.loc.bucket,
-            Key: k,
-            Body: data,
-            ContentLength: size,
-            ContentMD5: md5(data),
-            StorageClass: this.classFor(key),
-            ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
-          }),
-        ),
-      );
-    } catch (e) {
-      const code = s3Code(e);
-      if (opts.ifAbsent && (httpStatus(e) === 412 || code === 'PreconditionFailed' || code === 'ConditionalRequestConflict')) {
-        // A retried create-only put finds its own first attempt (sent, but its answer was lost):
-        // an object with exactly these bytes (the ETag of a simple upload is their MD5) is ours.
-        if (await this.holds(k, data)) return;
-        throw new ObjectExistsError(key, this.location);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.limit(() =>
+          this.client.send(
+            new PutObjectCommand({
+              Bucket: this.loc.bucket,
+              Key: k,
+              Body: data,
+              ContentLength: size,
+              ContentMD5: md5(data),
+              StorageClass: this.classFor(key),
+              ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
+            }),
+          ),
+        );
+        return;
+      } catch (e) {
+        const code = s3Code(e);
+        // 409: a concurrent conditional write of the same key is in progress; S3 asks for a retry
+        if (opts.ifAbsent && code === 'ConditionalRequestConflict' && attempt < 4) {
+          await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+          continue;
+        }
+        if (opts.ifAbsent && (httpStatus(e) === 412 || code === 'PreconditionFailed')) {
+          // A retried create-only put finds its own first attempt (sent, but its answer was
+          // lost): an object with exactly these bytes is ours.
+          if (await this.holds(key, k, data)) return;
+          throw new ObjectExistsError(key, this.location);
+        }
+        throw this.putError(e, key);
       }
-      throw this.putError(e, key);
     }
   }
 
-  private async holds(k: string, data: Buffer): Promise<boolean> {
+  /** Whether the object at k holds exactly `data` (by its ETag, the MD5 of a simple upload, else by reading it). */
+  private async holds(key: string, k: string, data: Buffer): Promise<boolean> {
+    let h;
     try {
-      const h = await this.limit(() => this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: k })));
-      return h.ContentLength === data.length && h.ETag === `"${createHash('md5').update(data).digest('hex')}"`;
-    } catch {
-      return false;
+      h = await this.limit(() => this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: k })));
+    } catch (e) {
+      if (s3Code(e) === 'NotFound' || s3Code(e) === 'NoSuchKey') return false;
+      throw mapS3Error(e, this.ctx, key);
+    }
+    if (h.ContentLength !== data.length) return false;
+    if (h.ETag === `"${createHash('md5').update(data).digest('hex')}"`) return true;
+    // with SSE-KMS or SSE-C the ETag is not the MD5: compare the bytes (indexes and locks are small)
+    if (data.length > 64 * MiB) return false;
+    try {
+      return (await this.get(key)).equals(data);
+    } catch (e) {
+      if (e instanceof ObjectMissingError) return false;
+      throw e;
     }
   }
 
@@ -166,11 +188,13 @@ export class S3Target implements Target {
         throw this.putError(e, key);
       });
     const uploadId = created.UploadId!;
-    try {
-      const done = await Promise.all(
-        slices(parts, size, partSize).map((slice, i) =>
-          this.limit(async () => {
-            const data = Buffer.concat(slice);
+    let failed: unknown;
+    const results = await Promise.allSettled(
+      slices(parts, size, partSize).map((slice, i) =>
+        this.limit(async () => {
+          if (failed) throw failed; // a part failed: send no more
+          const data = Buffer.concat(slice);
+          try {
             const r = await this.send(
               () =>
                 this.client.send(
@@ -187,9 +211,16 @@ export class S3Target implements Target {
               key,
             );
             return { PartNumber: i + 1, ETag: r.ETag };
-          }),
-        ),
-      );
+          } catch (e) {
+            failed ??= e;
+            throw e;
+          }
+        }),
+      ),
+    );
+    try {
+      if (failed) throw failed;
+      const done = results.map((r) => (r as PromiseFulfilledResult<{ PartNumber: number; ETag?: string }>).value);
       await this.send(
         () =>
           this.client.send(
@@ -198,7 +229,15 @@ export class S3Target implements Target {
         key,
       );
     } catch (e) {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.loc.bucket, Key: k, UploadId: uploadId })).catch(() => {});
+      // every part has settled: nothing is still being sent into the upload being aborted
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.loc.bucket, Key: k, UploadId: uploadId }));
+          break;
+        } catch {
+          /* gc aborts what is left */
+        }
+      }
       throw e;
     }
   }
@@ -219,6 +258,7 @@ export class S3Target implements Target {
               ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
             }),
           );
+          if (range && !r.ContentRange) throw new RangeIgnoredError(this.opts.endpointLabel);
           const bytes = await r.Body!.transformToByteArray();
           const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
           const want = range ? Math.min(range.length, Math.max(0, rangeTotal(r.ContentRange) - range.offset)) : r.ContentLength;
@@ -273,6 +313,10 @@ export class S3Target implements Target {
         if (!o.Key || !o.Key.startsWith(this.loc.prefix)) continue;
         yield { key: o.Key.slice(this.loc.prefix.length), size: o.Size ?? 0, mtimeMs: o.LastModified?.getTime() ?? 0, storageClass: o.StorageClass };
       }
+      if (r.IsTruncated && !r.NextContinuationToken) {
+        // stopping here would hide objects (gc would take live packs for garbage)
+        throw new StorageUnreachableError(`${this.opts.endpointLabel} cut the listing of ${this.location} short without saying where to go on`);
+      }
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
   }
@@ -299,6 +343,8 @@ export class S3Target implements Target {
         ),
       );
       for (const u of r.Uploads ?? []) {
+        // only uploads of bkp's own keys: a bucket (or prefix) may hold other programs' uploads
+        if (!u.Key || !BKP_KEY.test(u.Key.slice(this.loc.prefix.length)) || !u.Key.startsWith(this.loc.prefix)) continue;
         n++;
         if (!dryRun) {
           await this.send(() => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.loc.bucket, Key: u.Key!, UploadId: u.UploadId! })));
@@ -312,6 +358,12 @@ export class S3Target implements Target {
 
   destroy(): void {
     this.client.destroy();
+  }
+}
+
+class RangeIgnoredError extends StorageUnreachableError {
+  constructor(endpoint: string) {
+    super(`${endpoint} answered a ranged read with the whole object: it does not support byte ranges as S3 does`);
   }
 }
 
