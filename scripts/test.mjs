@@ -39,7 +39,8 @@ const env = { ...process.env };
 const lockDir = env.BKP_LOCK_DIR ? undefined : mkdtempSync(join(tmpdir(), 'bkp-test-locks-'));
 if (lockDir) env.BKP_LOCK_DIR = lockDir;
 let stopS3 = () => {};
-const s3Files = files.filter((f) => /s3/i.test(f));
+// the test files that need the server (s3-config is pure)
+const s3Files = files.filter((f) => /s3-target|e2e\/s3/.test(f));
 if (s3Files.length && !env.BKP_TEST_S3_ENDPOINT) {
   if (env.BKP_TEST_S3 === 'skip') {
     console.error(`BKP_TEST_S3=skip: not running ${s3Files.join(', ')}`);
@@ -69,11 +70,13 @@ if (s3Files.length && !env.BKP_TEST_S3_ENDPOINT) {
     }
   }
 }
-process.on('SIGINT', () => {
-  stopS3();
-  if (lockDir) rmSync(lockDir, { recursive: true, force: true });
-  process.exit(130);
-});
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+  process.on(sig, () => {
+    stopS3();
+    if (lockDir) rmSync(lockDir, { recursive: true, force: true });
+    process.exit(code);
+  });
+}
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { cwd: root, stdio: 'inherit', env });
 stopS3();
 if (lockDir) rmSync(lockDir, { recursive: true, force: true });

@@ -142,12 +142,18 @@ export class Repository {
    * describes does not change: same header, same chunks, only where they are stored.
    */
   async replaceIndex(index: BackupIndex): Promise<void> {
-    await this.target.put(indexKey(index.header.backupId, index.header.device.key), encodeIndex(index));
+    const key = indexKey(index.header.backupId, index.header.device.key);
+    await this.target.put(key, encodeIndex(index));
+    this.indexCache.delete(key);
+    this.backupsPromise = undefined;
   }
 
   /** Removes a backup: its index goes, its packs stay until gc finds them unreferenced. */
   async removeBackup(ref: Pick<BackupRef, 'backupId' | 'deviceKey'>): Promise<void> {
-    await this.target.delete(indexKey(ref.backupId, ref.deviceKey));
+    const key = indexKey(ref.backupId, ref.deviceKey);
+    await this.target.delete(key);
+    this.indexCache.delete(key);
+    this.backupsPromise = undefined;
   }
 
   private packsPromise: Promise<Set<string>> | undefined;

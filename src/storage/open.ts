@@ -9,6 +9,10 @@ import { NotADeviceError, UsageError } from '../errors.js';
 export async function openTarget(repo: string | undefined, s3: S3Options = {}): Promise<Target> {
   if (!repo) throw new UsageError('no repository: pass --repo DIR or --repo s3://BUCKET/PREFIX, or set BKP_REPO');
   if (isS3Url(repo)) return openS3Target(repo, s3);
+  const given = Object.entries({ endpoint: '--s3-endpoint', pathStyle: '--s3-path-style', storageClass: '--s3-storage-class', concurrency: '--s3-concurrency' })
+    .filter(([k]) => s3[k as keyof S3Options] !== undefined)
+    .map(([, flag]) => flag);
+  if (given.length) throw new UsageError(`${given.join(', ')} apply only to s3:// repositories, and ${repo} is not one`);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(repo)) {
     throw new UsageError(`repository URL ${repo} has an unsupported scheme (use a local directory or s3://BUCKET/PREFIX)`);
   }

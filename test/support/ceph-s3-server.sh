@@ -12,6 +12,7 @@ cmd=${1:?usage: ceph-s3-server.sh start|stop STATE_DIR [S3_PORT MON_PORT]}
 D=${2:?state directory}
 
 if [[ $cmd == stop ]]; then
+  [[ -f $D/ceph.conf ]] || exit 0 # not a state directory of this script: touch nothing
   pids=$(cat "$D"/run/*.pid 2>/dev/null || true)
   [[ -n $pids ]] && kill $pids 2>/dev/null || true
   for _ in $(seq 1 50); do

@@ -1,14 +1,15 @@
 /**
  * A fault-injecting HTTP proxy between bkp and the test S3 server. For a seeded share of requests
- * it answers 500 or 503 SlowDown itself, resets the connection, delays, or cuts the response body
- * short (after sending a Content-Length for all of it). Everything else is passed through
+ * it answers 500 or 503 SlowDown itself, resets the connection, delays, cuts the response body
+ * short (after sending a Content-Length for all of it), or passes the request on and drops the
+ * answer (the server did it; the client must find out). Everything else is passed through
  * unchanged (the Host header too, so SigV4 signatures stay valid).
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mulberry32 } from './random.js';
 
-export type Fault = 'pass' | 'error500' | 'slowdown503' | 'reset' | 'delay' | 'truncate';
+export type Fault = 'pass' | 'error500' | 'slowdown503' | 'reset' | 'delay' | 'truncate' | 'drop';
 
 export interface FaultProxyOptions {
   upstream: string;
@@ -36,8 +37,8 @@ const XML = (code: string, msg: string) => `<?xml version="1.0" encoding="UTF-8"
 export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy> {
   const up = new URL(o.upstream);
   const rnd = mulberry32(o.seed);
-  const kinds: Fault[] = o.faults ?? ['error500', 'slowdown503', 'reset', 'delay', 'truncate'];
-  const counts: Record<Fault, number> = { pass: 0, error500: 0, slowdown503: 0, reset: 0, delay: 0, truncate: 0 };
+  const kinds: Fault[] = o.faults ?? ['error500', 'slowdown503', 'reset', 'delay', 'truncate', 'drop'];
+  const counts: Record<Fault, number> = { pass: 0, error500: 0, slowdown503: 0, reset: 0, delay: 0, truncate: 0, drop: 0 };
   let rate = o.rate;
   const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 
@@ -66,6 +67,12 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
       const p = http.request(
         { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent },
         (ur) => {
+          if (fault === 'drop') {
+            // the server did the request; its answer never arrives
+            ur.resume();
+            ur.on('end', () => res.socket?.destroy());
+            return;
+          }
           res.writeHead(ur.statusCode ?? 502, ur.headers);
           if (fault === 'truncate' && Number(ur.headers['content-length'] ?? 0) > 1) {
             const cut = Math.max(1, Math.floor(Number(ur.headers['content-length']) / 2));

@@ -82,7 +82,7 @@ export function makeS3Client(opts: S3Options, endpoint: ResolvedEndpoint, env: N
   // the SDK's own order (environment, then the profile's config), and for an S3-compatible
   // endpoint, where the region is often meaningless, us-east-1 when none is set
   const region = env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? profileRegion(env) ?? (endpoint.url ? 'us-east-1' : undefined);
-  const socketTimeout = Number(env.BKP_S3_SOCKET_TIMEOUT_MS ?? 60_000);
+  const socketTimeout = positive(env.BKP_S3_SOCKET_TIMEOUT_MS, 60_000);
   return new S3Client({
     ...(region ? { region } : {}),
     ...(endpoint.url ? { endpoint: endpoint.url } : {}),
@@ -94,7 +94,7 @@ export function makeS3Client(opts: S3Options, endpoint: ResolvedEndpoint, env: N
     responseChecksumValidation: 'WHEN_REQUIRED',
     // standard retries: exponential backoff with jitter on 5xx, throttling (SlowDown) and timeouts
     retryMode: 'standard',
-    maxAttempts: Number(env.BKP_S3_MAX_ATTEMPTS ?? 6),
+    maxAttempts: positive(env.BKP_S3_MAX_ATTEMPTS, 6),
     requestHandler: {
       connectionTimeout: 10_000,
       socketTimeout,
@@ -125,4 +125,9 @@ export function profileRegion(env: NodeJS.ProcessEnv = process.env): string | un
     if (inProfile && kv) return kv[1];
   }
   return undefined;
+}
+
+function positive(v: string | undefined, dflt: number): number {
+  const n = Number(v);
+  return v !== undefined && Number.isInteger(n) && n > 0 ? n : dflt;
 }
