@@ -86,7 +86,7 @@ export async function identify(source: BlockSource, devicePath: string): Promise
 
 /** The previous backup of a device and, if it cannot serve as a parent, why. */
 async function previousOf(repo: Repository, deviceKey: string, packIds: () => Promise<Set<string>>): Promise<{ index: BackupIndex | null; header: IndexHeader | null; damage: string | null }> {
-  const ref = await repo.latestOf(deviceKey);
+  const ref = await repo.latestOf(deviceKey, { cached: true }); // under the lock, taken before
   if (!ref) return { index: null, header: null, damage: null };
   try {
     const index = await repo.readIndex(ref, { cache: true });

@@ -55,11 +55,14 @@ export class Repository {
 
   /** Every committed backup index, oldest first (backup ids sort by time). */
   /**
-   * Every committed index, by backup id then device key. Listed once per Repository and kept
-   * (a run asks several times: the previous backup of each device, dedup); this instance's own
-   * commits and removals update it, and other writers are kept out by the lock.
+   * Every committed index, by backup id then device key, listed now. With `cached`, a listing
+   * this Repository made before is reused (a backup run asks several times: the previous backup
+   * of each device, dedup); only for use under the repository lock, after it was taken, since
+   * only this instance's own commits and removals refresh it. gc and prune always list afresh:
+   * a stale listing would make live packs look unreferenced.
    */
-  listBackups(): Promise<BackupRef[]> {
+  listBackups(opts: { cached?: boolean } = {}): Promise<BackupRef[]> {
+    if (!opts.cached) return this.listBackupsNow();
     this.backupsPromise ??= this.listBackupsNow();
     this.backupsPromise.catch(() => (this.backupsPromise = undefined));
     return this.backupsPromise.then((all) => [...all]);
@@ -184,7 +187,7 @@ export class Repository {
       // rarely come back, and reading them would cost memory and requests in proportion to the
       // repository's history rather than to its devices.
       const newest = new Map<string, BackupRef>();
-      for (const ref of await this.listBackups()) newest.set(ref.deviceKey, ref);
+      for (const ref of await this.listBackups({ cached: true })) newest.set(ref.deviceKey, ref);
       for (const ref of newest.values()) {
         let idx: BackupIndex;
         try {
@@ -206,8 +209,8 @@ export class Repository {
   }
 
   /** The newest committed backup of a device, or undefined. */
-  async latestOf(deviceKey: string): Promise<BackupRef | undefined> {
-    const all = (await this.listBackups()).filter((r) => r.deviceKey === deviceKey);
+  async latestOf(deviceKey: string, opts: { cached?: boolean } = {}): Promise<BackupRef | undefined> {
+    const all = (await this.listBackups(opts)).filter((r) => r.deviceKey === deviceKey);
     return all[all.length - 1];
   }
 
