@@ -17,6 +17,7 @@
  * (`assertHeld`).
  */
 import * as os from 'node:os';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
 import { LockedError } from '../errors.js';
 
@@ -30,6 +31,9 @@ export interface LockInfo {
   command: string;
   /** When the lock is stale unless its holder refreshed it (ISO time); absent in old records. */
   expiresAt?: string;
+  /** The holder's boot (/proc/sys/kernel/random/boot_id) and pid namespace: what makes `pid` meaningful. */
+  bootId?: string;
+  pidNs?: string;
 }
 
 interface LockRecord extends LockInfo {
@@ -56,6 +60,35 @@ export function lockTtlMs(env: NodeJS.ProcessEnv = process.env): number {
 
 export function lockKey(generation: number): string {
   return `${LOCKS_PREFIX}${String(generation).padStart(12, '0')}`;
+}
+
+function readOr(path: string, read: (p: string) => string): string | undefined {
+  try {
+    return read(path).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** This process's boot and pid namespace, recorded so that another process can judge its pid. */
+export function processSite(): { bootId?: string; pidNs?: string } {
+  return {
+    bootId: readOr('/proc/sys/kernel/random/boot_id', (p) => readFileSync(p, 'utf8')),
+    pidNs: readOr('/proc/self/ns/pid', (p) => readlinkSync(p)),
+  };
+}
+
+/**
+ * Whether the holder of a lock record is certainly gone, as seen from this process: it ran on
+ * this host in an earlier boot, or in this boot and pid namespace under a pid that no longer
+ * exists. A holder in another pid namespace (a container with the same host name) cannot be
+ * judged by its pid: only its lock's expiry frees the lock.
+ */
+export function holderGone(rec: Pick<LockInfo, 'host' | 'pid' | 'bootId' | 'pidNs'>, here: LockInfo): boolean {
+  if (rec.host !== here.host) return false;
+  if (rec.bootId && here.bootId && rec.bootId !== here.bootId) return true;
+  if (rec.pidNs && here.pidNs && rec.pidNs !== here.pidNs) return false;
+  return !alive(rec.pid);
 }
 
 function alive(pid: number): boolean {
@@ -106,7 +139,7 @@ export async function acquireLock(
   opts: AcquireOptions = {},
 ): Promise<RepoLock> {
   const ttl = lockTtlMs();
-  const info: LockInfo = { host: os.hostname(), pid: process.pid, startedAt: new Date().toISOString(), command };
+  const info: LockInfo = { host: os.hostname(), pid: process.pid, startedAt: new Date().toISOString(), command, ...processSite() };
   const takenAt = Date.now();
   const record = (state: LockRecord['state']): Buffer =>
     Buffer.from(JSON.stringify({ ...info, ...(state === 'held' ? { expiresAt: new Date(Date.now() + ttl).toISOString() } : {}), state } satisfies LockRecord) + '\n');
@@ -119,13 +152,13 @@ export async function acquireLock(
       if (rec === 'unreadable') throw new LockedError(`${subject} is locked by an unknown process (lock object ${lockKey(top)} is unreadable)`);
       if (rec.state === 'held') {
         const expired = rec.expiresAt !== undefined && Date.parse(rec.expiresAt) < Date.now();
-        const dead = rec.host === info.host && !alive(rec.pid);
+        const dead = holderGone(rec, info);
         if (!expired && !dead) {
           throw new LockedError(`${subject} is locked by pid ${rec.pid} on ${rec.host} since ${rec.startedAt} (${rec.command})`);
         }
         warn(
           dead
-            ? `taking over a stale lock on ${subject} of pid ${rec.pid} (${rec.command}, started ${rec.startedAt}), which is no longer running`
+            ? `taking over a stale lock on ${subject} of pid ${rec.pid} (${rec.command}, started ${rec.startedAt}), which is no longer running${rec.bootId && rec.bootId !== info.bootId ? ' (it ran before this machine last booted)' : ''}`
             : `taking over an expired lock on ${subject} of pid ${rec.pid} on ${rec.host} (${rec.command}, started ${rec.startedAt}, expired ${rec.expiresAt})`,
         );
       }

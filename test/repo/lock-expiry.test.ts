@@ -5,7 +5,8 @@ import { promises as fs, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { acquireLock, lockGenerations, lockKey } from '../../src/repo/lock.js';
+import { acquireLock, holderGone, lockGenerations, lockKey, processSite } from '../../src/repo/lock.js';
+import * as osMod from 'node:os';
 import { LocalTarget } from '../../src/storage/local/local-target.js';
 import { LockedError } from '../../src/errors.js';
 
@@ -33,6 +34,35 @@ describe('repository lock expiry', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
   const repo = () => new LocalTarget(path.join(dir, `r${n++}`));
+
+  test('a pid is judged only within its boot and pid namespace', async () => {
+    const here = { host: osMod.hostname(), pid: process.pid, startedAt: '', command: '', ...processSite() };
+    assert.ok(here.bootId && here.pidNs, 'this machine has /proc boot_id and pid namespaces');
+    const dead = 2 ** 22 + 12345; // above pid_max's usual range: no such process
+    // same boot, same namespace: the pid decides
+    assert.equal(holderGone({ ...here, pid: dead }, here), true);
+    assert.equal(holderGone({ ...here, pid: process.pid }, here), false);
+    // a container with the same host name: its pids mean nothing here, wait for the expiry
+    assert.equal(holderGone({ ...here, pid: dead, pidNs: 'pid:[1]' }, here), false);
+    // an earlier boot of this host: whatever the pid, that process is gone
+    assert.equal(holderGone({ ...here, pid: process.pid, bootId: 'another-boot' }, here), true);
+    // another host: never by pid
+    assert.equal(holderGone({ ...here, host: 'elsewhere', pid: dead }, here), false);
+    // records of older writers (no boot or namespace): the pid on this host decides, as before
+    assert.equal(holderGone({ host: here.host, pid: dead }, here), true);
+  });
+
+  test('a lock left in another pid namespace under this host name waits for its expiry', async () => {
+    const t = repo();
+    const rec = { host: osMod.hostname(), pid: 2 ** 22 + 12345, startedAt: '2026-01-01T00:00:00.000Z', command: 'bkp full', pidNs: 'pid:[1]', expiresAt: new Date(Date.now() + 600_000).toISOString(), state: 'held' };
+    await t.put(lockKey(1), Buffer.from(JSON.stringify(rec)));
+    await assert.rejects(acquireLock(t, 'bkp incr', () => {}), (e: Error) => /is locked by pid/.test(e.message));
+    await t.put(lockKey(2), Buffer.from(JSON.stringify({ ...rec, expiresAt: new Date(Date.now() - 1000).toISOString() })));
+    const warnings: string[] = [];
+    const lock = await acquireLock(t, 'bkp incr', (m) => warnings.push(m));
+    assert.match(warnings[0]!, /expired lock/);
+    await lock.release();
+  });
 
   test("another host's live lock blocks, naming pid, host and start", async () => {
     const t = repo();
