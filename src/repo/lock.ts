@@ -34,6 +34,8 @@ export interface LockInfo {
   /** The holder's boot (/proc/sys/kernel/random/boot_id) and pid namespace: what makes `pid` meaningful. */
   bootId?: string;
   pidNs?: string;
+  /** The holder's /etc/machine-id: tells an earlier boot of this machine from a clone with its host name. */
+  machineId?: string;
 }
 
 interface LockRecord extends LockInfo {
@@ -71,8 +73,9 @@ function readOr(path: string, read: (p: string) => string): string | undefined {
 }
 
 /** This process's boot and pid namespace, recorded so that another process can judge its pid. */
-export function processSite(): { bootId?: string; pidNs?: string } {
+export function processSite(): { bootId?: string; pidNs?: string; machineId?: string } {
   return {
+    machineId: readOr('/etc/machine-id', (p) => readFileSync(p, 'utf8')) || undefined,
     bootId: readOr('/proc/sys/kernel/random/boot_id', (p) => readFileSync(p, 'utf8')),
     pidNs: readOr('/proc/self/ns/pid', (p) => readlinkSync(p)),
   };
@@ -80,13 +83,16 @@ export function processSite(): { bootId?: string; pidNs?: string } {
 
 /**
  * Whether the holder of a lock record is certainly gone, as seen from this process: it ran on
- * this host in an earlier boot, or in this boot and pid namespace under a pid that no longer
- * exists. A holder in another pid namespace (a container with the same host name) cannot be
- * judged by its pid: only its lock's expiry frees the lock.
+ * this machine in an earlier boot, or in this boot and pid namespace under a pid that no longer
+ * exists. A holder in another pid namespace (a container with the same host name) or on another
+ * machine with the same host name (a clone) cannot be judged by its pid: only its lock's expiry
+ * frees the lock.
  */
-export function holderGone(rec: Pick<LockInfo, 'host' | 'pid' | 'bootId' | 'pidNs'>, here: LockInfo): boolean {
+export function holderGone(rec: Pick<LockInfo, 'host' | 'pid' | 'bootId' | 'pidNs' | 'machineId'>, here: LockInfo): boolean {
   if (rec.host !== here.host) return false;
-  if (rec.bootId && here.bootId && rec.bootId !== here.bootId) return true;
+  if (rec.bootId && here.bootId && rec.bootId !== here.bootId) {
+    return !!rec.machineId && rec.machineId === here.machineId; // an earlier boot of this machine
+  }
   if (rec.pidNs && here.pidNs && rec.pidNs !== here.pidNs) return false;
   return !alive(rec.pid);
 }

@@ -44,8 +44,12 @@ describe('repository lock expiry', () => {
     assert.equal(holderGone({ ...here, pid: process.pid }, here), false);
     // a container with the same host name: its pids mean nothing here, wait for the expiry
     assert.equal(holderGone({ ...here, pid: dead, pidNs: 'pid:[1]' }, here), false);
-    // an earlier boot of this host: whatever the pid, that process is gone
-    assert.equal(holderGone({ ...here, pid: process.pid, bootId: 'another-boot' }, here), true);
+    // an earlier boot of this machine: whatever the pid, that process is gone
+    // (without /etc/machine-id an earlier boot cannot be told from a clone: then it waits too)
+    assert.equal(holderGone({ ...here, pid: process.pid, bootId: 'another-boot' }, here), !!here.machineId);
+    // another boot of another machine with this host name (a clone), or of one we cannot tell: wait
+    assert.equal(holderGone({ ...here, pid: dead, bootId: 'another-boot', machineId: 'another-machine' }, here), false);
+    assert.equal(holderGone({ ...here, pid: dead, bootId: 'another-boot', machineId: undefined }, here), false);
     // another host: never by pid
     assert.equal(holderGone({ ...here, host: 'elsewhere', pid: dead }, here), false);
     // records of older writers (no boot or namespace): the pid on this host decides, as before
