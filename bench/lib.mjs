@@ -1,6 +1,6 @@
 // Shared pieces of the benchmarks: a disk-like image, timing with peak RSS, cache dropping.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { openSync, writeSync, closeSync, ftruncateSync, readdirSync, statSync } from 'node:fs';
+import { openSync, writeSync, closeSync, ftruncateSync, readdirSync, statSync, rmSync, mkdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import * as os from 'node:os';
@@ -68,16 +68,24 @@ export function machine() {
   return { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 1024 ** 3), node: process.version, kernel: os.release() };
 }
 
-/** mulberry32: a small deterministic PRNG (floats in [0, 1)), as in test/support/random.ts. */
-export function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** mulberry32, the seeded PRNG of the tests (built by tsc into dist/). */
+export { mulberry32 } from '../dist/test/support/random.js';
+
+/**
+ * A fresh bench directory with a disk-like source image (makeImage) and an empty target image of
+ * the same size, for restores.
+ */
+export function benchImages(dir, bytes) {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const img = join(dir, 'source.img');
+  const dstImg = join(dir, 'target.img');
+  console.error(`making a ${bytes / MiB} MiB image...`);
+  makeImage(img, bytes);
+  const fd = openSync(dstImg, 'w');
+  ftruncateSync(fd, bytes);
+  closeSync(fd);
+  return { img, dstImg };
 }
 
 export const median = (xs) => {

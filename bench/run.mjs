@@ -4,9 +4,9 @@
 //   bkp restore  vs  dd bs=4M oflag=direct                 (write the same bytes to a device)
 // for a few chunk sizes and zstd levels. Needs root (loop devices, drop_caches).
 // Usage: node bench/run.mjs [--size 1G] [--chunk-sizes 1M,4M] [--levels 1,3] [--repeat 3] [--dir bench/out/full]
-import { mkdirSync, rmSync, openSync, closeSync, ftruncateSync, writeFileSync, statSync } from 'node:fs';
+import { rmSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, root, bkp, parseArgs, size, sh, dropCaches, timed, makeImage, du, machine } from './lib.mjs';
+import { MiB, root, bkp, parseArgs, size, sh, dropCaches, timed, du, machine, benchImages } from './lib.mjs';
 
 const args = parseArgs(process.argv.slice(2));
 const SIZE = size(args.size ?? '1G');
@@ -14,15 +14,7 @@ const CHUNKS = (args['chunk-sizes'] ?? '1M,4M').split(',');
 const LEVELS = (args.levels ?? '1,3').split(',').map(Number);
 const dir = args.dir ?? join(root, 'bench', 'out', 'full');
 
-rmSync(dir, { recursive: true, force: true });
-mkdirSync(dir, { recursive: true });
-const img = join(dir, 'source.img');
-const dstImg = join(dir, 'target.img');
-console.error(`making a ${SIZE / MiB} MiB image...`);
-makeImage(img, SIZE);
-const fd = openSync(dstImg, 'w');
-ftruncateSync(fd, SIZE);
-closeSync(fd);
+const { img, dstImg } = benchImages(dir, SIZE);
 const src = sh(`losetup --find --show ${img}`);
 const dst = sh(`losetup --find --show ${dstImg}`);
 const REPEAT = Number(args.repeat ?? 3);

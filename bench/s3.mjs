@@ -5,11 +5,11 @@
 // with the requests each run made. Needs root (loop devices, drop_caches) and Ceph's packages
 // (apt-get install radosgw ceph-mon ceph-osd).
 // Usage: node bench/s3.mjs [--size 1G] [--repeat 2] [--concurrency 8] [--dir bench/out/s3]
-import { mkdirSync, rmSync, openSync, closeSync, ftruncateSync, writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
+import { rmSync, writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
-import { MiB, root, bkp, parseArgs, size, sh, dropCaches, timed, makeImage, du, machine } from './lib.mjs';
+import { MiB, root, bkp, parseArgs, size, sh, dropCaches, timed, du, machine, benchImages } from './lib.mjs';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const args = parseArgs(process.argv.slice(2));
@@ -27,15 +27,7 @@ const freePort = () =>
     });
   });
 
-rmSync(dir, { recursive: true, force: true });
-mkdirSync(dir, { recursive: true });
-const img = join(dir, 'source.img');
-const dstImg = join(dir, 'target.img');
-console.error(`making a ${SIZE / MiB} MiB image...`);
-makeImage(img, SIZE);
-const fd = openSync(dstImg, 'w');
-ftruncateSync(fd, SIZE);
-closeSync(fd);
+const { img, dstImg } = benchImages(dir, SIZE);
 
 const script = join(root, 'test', 'support', 'ceph-s3-server.sh');
 const cephDir = join(mkdtempSync(join(tmpdir(), 'bkp-bench-s3-')), 'ceph');

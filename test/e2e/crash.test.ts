@@ -5,25 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { BKP, runBkp, tempDir } from '../support/env.js';
+import { runBkp, runBkpKilled, tempDir } from '../support/env.js';
 import { makeImage, scribble, sha256Of } from '../support/data.js';
 
 const MiB = 1024 * 1024;
-
-function runAndKill(args: string[], env: NodeJS.ProcessEnv, killAfterMs?: number): Promise<{ code: number | null; signal: string | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BKP, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stderr });
-    });
-  });
-}
 
 async function backups(repo: string): Promise<string[]> {
   const r = await runBkp(['list', '--repo', repo, '--json']);
@@ -44,7 +30,7 @@ test('kill -9 during full backups and gc loses nothing and leaves nothing that l
     const full = async (env: NodeJS.ProcessEnv, killAfterMs?: number) => {
       const hash = await sha256Of(img);
       const before = new Set(await backups(repo));
-      const r = await runAndKill(['full', '--device', img, '--repo', repo, '--no-snapshot', '--quiet'], env, killAfterMs);
+      const r = await runBkpKilled(['full', '--device', img, '--repo', repo, '--no-snapshot', '--quiet'], env, killAfterMs);
       const added = (await backups(repo)).filter((b) => !before.has(b));
       assert.ok(added.length <= 1);
       for (const b of added) expected.set(b, hash);
@@ -88,7 +74,7 @@ test('kill -9 during full backups and gc loses nothing and leaves nothing that l
     // gc removes what the killed runs left, and a kill during gc harms nothing
     const packCount = async () => (await fs.readdir(path.join(repo, 'packs'), { recursive: true })).filter((f) => String(f).endsWith('.pack')).length;
     const packsBefore = await packCount();
-    const killedGc = await runAndKill(['gc', '--repo', repo], { BKP_CRASH_AT: 'gc-deleted' });
+    const killedGc = await runBkpKilled(['gc', '--repo', repo], { BKP_CRASH_AT: 'gc-deleted' });
     assert.equal(killedGc.signal, 'SIGKILL', 'there was garbage to delete');
     await checkRepository('kill during gc');
     const gc = await runBkp(['gc', '--repo', repo, '--json']);

@@ -12,10 +12,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { BKP, runBkp } from '../support/env.js';
+import { runBkp, runBkpKilled } from '../support/env.js';
 import { sha256Of } from '../support/data.js';
 import { mulberry32 } from '../support/random.js';
 import { blksnapHarness, pattern } from '../support/blksnap-fake.js';
@@ -41,27 +40,6 @@ const CRASH_POINTS: Record<Op, string[]> = {
   prune: ['prune-removed:1', 'prune-removed:2', 'repack-packs-written', 'repack-index-rewritten', 'gc-deleted:1', 'gc-deleted:3'],
   gc: ['repack-packs-written', 'gc-deleted:1', 'gc-deleted:1', 'gc-deleted:2'],
 };
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stderr: string;
-  ms: number;
-}
-
-function runKilled(args: string[], env: NodeJS.ProcessEnv, killAfterMs?: number): Promise<Run> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BKP, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stderr, ms: Date.now() - started });
-    });
-  });
-}
 
 test(`SIGKILL at ${KILLS} seeded random moments of full, incr, prune and gc (seed ${SEED})`, async (t) => {
   t.diagnostic(`kill harness seed ${SEED} (replay with BKP_TEST_SEED=${SEED})`);
@@ -177,7 +155,7 @@ test(`SIGKILL at ${KILLS} seeded random moments of full, incr, prune and gc (see
       if (op === 'full' || op === 'incr') await churn();
       const hash = op === 'full' || op === 'incr' ? await sha256Of(dev) : '';
       const before = await listed();
-      const r = await runKilled(argsOf(op, keepLast), { ...env, ...(point ? { BKP_CRASH_AT: point } : {}) }, delay);
+      const r = await runBkpKilled(argsOf(op, keepLast), { ...env, ...(point ? { BKP_CRASH_AT: point } : {}) }, delay);
       const killed = r.signal === 'SIGKILL';
       if (killed) {
         kills++;

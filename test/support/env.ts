@@ -37,6 +37,29 @@ export function runBkp(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutM
   });
 }
 
+export interface KilledRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  /** Wall time until the process ended. */
+  ms: number;
+}
+
+/** Runs the real bkp command line and, when `killAfterMs` is given, SIGKILLs it after that long. */
+export function runBkpKilled(args: string[], env: NodeJS.ProcessEnv, killAfterMs?: number): Promise<KilledRun> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BKP, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stderr, ms: Date.now() - started });
+    });
+  });
+}
+
 export function tempDir(prefix = 'bkp-test-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
