@@ -37,6 +37,26 @@ function runAsNobody(args: string[]): Promise<RunResult> {
   });
 }
 
+/**
+ * Starts a bkp that pauses at `point` (BKP_PAUSE_AT NAME:FILE), runs `check` with its pid while
+ * it waits there, lets it go on, and returns its exit code.
+ */
+async function whilePaused(args: string[], env: NodeJS.ProcessEnv, point: string, check: (pid: number) => Promise<void>): Promise<number | null> {
+  const flag = point.slice(point.indexOf(':') + 1);
+  const child = spawn(process.execPath, [BKP, ...args], { env: { ...process.env, ...env, BKP_PAUSE_AT: point }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const done = new Promise<number | null>((r) => child.on('close', r));
+  try {
+    for (let i = 0; !existsSync(`${flag}.reached`); i++) {
+      assert.ok(i < 1500, 'the backup reached its pause point');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await check(child.pid!);
+  } finally {
+    await fs.rm(`${flag}.reached`, { force: true });
+  }
+  return done;
+}
+
 describe('user errors', () => {
   const t = tempDir();
   const repo = path.join(t.dir, 'repo');
@@ -154,22 +174,10 @@ describe('user errors: restore targets', () => {
 
   test('restore target is the device a --no-snapshot backup is reading (also with --force)', async () => {
     const dev = await loopOf(8 * 1024 * 1024, 'source.img');
-    const flag = path.join(t.dir, 'pause');
-    const child = spawn(process.execPath, [BKP, 'full', '--repo', repo, '--device', dev, '--no-snapshot', '--quiet'], {
-      env: { ...process.env, BKP_PAUSE_AT: `source-opened:${flag}` },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const done = new Promise<number | null>((r) => child.on('close', r));
-    try {
-      for (let i = 0; !existsSync(`${flag}.reached`); i++) {
-        assert.ok(i < 1500, 'the backup reached its pause point');
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      assertUserError(await runBkp(['restore', '--repo', repo, '--to', dev, '--force']), ExitCode.TARGET_IN_USE, new RegExp(`is in use: it is being backed up \\(pid ${child.pid}: bkp full`));
-    } finally {
-      await fs.rm(`${flag}.reached`, { force: true });
-    }
-    assert.equal(await done, 0, 'the backup itself went on');
+    const done = await whilePaused(['full', '--repo', repo, '--device', dev, '--no-snapshot', '--quiet'], {}, `source-opened:${path.join(t.dir, 'pause')}`, async (pid) =>
+      assertUserError(await runBkp(['restore', '--repo', repo, '--to', dev, '--force']), ExitCode.TARGET_IN_USE, new RegExp(`is in use: it is being backed up \\(pid ${pid}: bkp full`)),
+    );
+    assert.equal(done, 0, 'the backup itself went on');
   });
 });
 
@@ -186,21 +194,10 @@ describe('user errors: restore onto a device in a blksnap snapshot', () => {
     const env = { BKP_BLKSNAP_FAKE: h.fakeDir };
     assert.equal((await runBkp(['init', '--repo', repo])).code, 0);
     assert.equal((await runBkp(['full', '--repo', repo, '--device', dev, '--diff-storage', diff, '--diff-storage-limit', '64M', '--quiet'], { env })).code, 0);
-    const flag = path.join(h.dir, 'pause');
-    const child = spawn(process.execPath, [BKP, 'incr', '--repo', repo, '--device', dev, '--diff-storage', diff, '--diff-storage-limit', '64M', '--quiet'], {
-      env: { ...process.env, ...env, BKP_PAUSE_AT: `snapshot-taken:${flag}` },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const done = new Promise<number | null>((r) => child.on('close', r));
-    try {
-      for (let i = 0; !existsSync(`${flag}.reached`); i++) {
-        assert.ok(i < 1500, 'the backup reached its pause point');
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      assertUserError(await runBkp(['restore', '--repo', repo, '--to', dev, '--force'], { env }), ExitCode.TARGET_IN_USE, /is in use: it is in blksnap snapshot [0-9a-f-]{36}: a backup is reading it/);
-    } finally {
-      await fs.rm(`${flag}.reached`, { force: true });
-    }
-    assert.equal(await done, 0, 'the backup itself went on');
+    const args = ['incr', '--repo', repo, '--device', dev, '--diff-storage', diff, '--diff-storage-limit', '64M', '--quiet'];
+    const done = await whilePaused(args, env, `snapshot-taken:${path.join(h.dir, 'pause')}`, async () =>
+      assertUserError(await runBkp(['restore', '--repo', repo, '--to', dev, '--force'], { env }), ExitCode.TARGET_IN_USE, /is in use: it is in blksnap snapshot [0-9a-f-]{36}: a backup is reading it/),
+    );
+    assert.equal(done, 0, 'the backup itself went on');
   });
 });
