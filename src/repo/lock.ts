@@ -117,11 +117,18 @@ export async function lockGenerations(target: Target): Promise<number[]> {
 }
 
 async function readRecord(target: Target, gen: number): Promise<LockRecord | 'missing' | 'unreadable'> {
+  let raw: Buffer;
   try {
-    const r = JSON.parse((await target.get(lockKey(gen))).toString('utf8')) as LockRecord;
-    return r && typeof r.pid === 'number' && typeof r.host === 'string' ? r : 'unreadable';
+    raw = await target.get(lockKey(gen));
   } catch (e) {
-    return e instanceof ObjectMissingError ? 'missing' : 'unreadable';
+    if (e instanceof ObjectMissingError) return 'missing';
+    throw e; // the store failed (network, denied): that says nothing about the lock
+  }
+  try {
+    const r = JSON.parse(raw.toString('utf8')) as LockRecord;
+    return r && typeof r.pid === 'number' && typeof r.host === 'string' ? r : 'unreadable';
+  } catch {
+    return 'unreadable';
   }
 }
 
