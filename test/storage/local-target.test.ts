@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LocalTarget } from '../../src/storage/local/local-target.js';
 import { ObjectMissingError, type Target } from '../../src/storage/target.js';
-import { ExitCode, NoSpaceError } from '../../src/errors.js';
+import { ExitCode, isSystemError, NoSpaceError } from '../../src/errors.js';
 import { targetConformance } from './conformance.js';
 
 targetConformance('LocalTarget', async () => {
@@ -149,5 +149,28 @@ describe('LocalTarget on a full filesystem', () => {
     await t.delete(first!);
     await t.put('after/free', Buffer.from('fits'));
     assert.deepEqual(await t.get('after/free'), Buffer.from('fits'));
+  });
+
+  test('a put that needs a new directory on a full filesystem is NoSpaceError, not "repository does not exist"', async () => {
+    // Node's recursive mkdir turns ENOSPC into ENOENT; bkp must still say "no space".
+    const root = path.join(mnt, 'repo2');
+    const t = new LocalTarget(root);
+    await t.put('config', Buffer.from('x'));
+    let n = 0;
+    for (;;) {
+      try {
+        await fs.mkdir(path.join(mnt, `fill-${n}`)); // a directory takes a whole block: fills blocks and inodes
+        n++;
+      } catch (e) {
+        assert.ok(isSystemError(e, 'ENOSPC'), String(e));
+        break;
+      }
+    }
+    await assert.rejects(t.put('packs/zz/new.pack', Buffer.from('data')), (e: unknown) => {
+      assert.ok(e instanceof NoSpaceError, `expected NoSpaceError, got ${String(e)}`);
+      assert.equal(e.exitCode, ExitCode.NO_SPACE);
+      return true;
+    });
+    for (let i = 0; i < n; i++) await fs.rmdir(path.join(mnt, `fill-${i}`));
   });
 });

@@ -26,7 +26,14 @@ export class LocalTarget implements Target {
     try {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     } catch (e) {
-      throw fromSystemError(e, 'repository', this.location);
+      if (!isSystemError(e, 'ENOENT')) throw fromSystemError(e, 'repository', this.location);
+      // Node's recursive mkdir reports ENOSPC (or EDQUOT) as ENOENT: it stats the directory it
+      // could not create. Creating the levels one by one gives the real reason.
+      try {
+        await mkdirEachLevel(dir);
+      } catch (real) {
+        throw fromSystemError(real, 'repository', this.location);
+      }
     }
   }
 
@@ -173,6 +180,19 @@ function skip(parts: readonly Uint8Array[], n: number): Uint8Array[] {
     n = 0;
   }
   return out;
+}
+
+/** mkdir of every missing level of `dir`, top down, each non-recursive: its error is the real one. */
+async function mkdirEachLevel(dir: string): Promise<void> {
+  const levels: string[] = [];
+  for (let d = path.resolve(dir); d !== path.dirname(d); d = path.dirname(d)) levels.unshift(d);
+  for (const d of levels) {
+    try {
+      await fs.mkdir(d, { mode: 0o700 });
+    } catch (e) {
+      if (!isSystemError(e, 'EEXIST')) throw e;
+    }
+  }
 }
 
 export async function syncDir(dir: string): Promise<void> {
