@@ -7,10 +7,10 @@ import type { BlockSource } from '../device/source.js';
 import type { CodecPool, SealResult } from '../repo/codec-pool.js';
 import type { PackWriter } from '../repo/pack-writer.js';
 import type { Repository } from '../repo/repository.js';
-import { ENTRY_DATA, ENTRY_ZERO, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexEntry, type IndexHeader } from '../repo/index-file.js';
+import { IndexEntries, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexHeader } from '../repo/index-file.js';
 import pLimit from 'p-limit';
 import { BufferPool, view, type PoolBuffer } from './buffer-pool.js';
-import { allChunks, chunkCount, chunkRange } from './plan.js';
+import { chunkCount, chunkRange } from './plan.js';
 import { BkpError, InterruptedError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
 import { crashPoint } from '../faults.js';
@@ -43,8 +43,6 @@ export interface DeviceBackupResult {
   stats: BackupStats;
 }
 
-const ZERO_ID = Buffer.alloc(32);
-
 export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBackupResult> {
   const started = Date.now();
   const { repo, pool, writer, source, identity } = req;
@@ -54,8 +52,10 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   const parent = req.parent && req.parent.header.chunkSize === chunkSize && req.parent.header.device.size === size ? req.parent : null;
   if (req.kind === 'incr' && req.chunks && !parent) throw new Error('an incremental that reads only some chunks needs its parent');
 
-  const packs: string[] = [];
-  const packOrdinals = new Map<string, number>();
+  // An incremental starts as a copy of its parent (same pack table, so the same ordinals); every
+  // chunk read then replaces its entry. A full starts empty and sets every entry.
+  const packs: string[] = parent ? [...parent.packs] : [];
+  const packOrdinals = new Map<string, number>(packs.map((p, o) => [p, o]));
   const ordinal = (packId: string): number => {
     let o = packOrdinals.get(packId);
     if (o === undefined) {
@@ -65,16 +65,11 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     }
     return o;
   };
-  const entries: IndexEntry[] = new Array(n);
-  if (parent) {
-    for (let i = 0; i < n; i++) {
-      const e = parent.entries[i]!;
-      entries[i] = e.kind === ENTRY_DATA ? { ...e, packOrdinal: ordinal(parent.packs[e.packOrdinal]!) } : e;
-    }
-  }
+  const entries = parent ? parent.entries.clone() : IndexEntries.alloc(n);
+  const building = { entries, packs };
   const stats: BackupStats = { bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, chunksZero: 0, durationMs: 0 };
 
-  const toRead = req.chunks ?? allChunks(size, chunkSize);
+  const toRead: Iterable<number> = req.chunks ?? everyChunk(n);
   const bufferCount = pool.size * 4;
   const buffers = new BufferPool(chunkSize, bufferCount);
   /** Chunks read but not yet applied: their envelopes (at most ~32 MiB) wait in memory. */
@@ -85,29 +80,29 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
 
   const handle = async (i: number, r: SealResult, length: number): Promise<void> => {
     if (r.zero) {
-      entries[i] = { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: length, id: ZERO_ID };
+      entries.setZero(i, length);
       stats.chunksZero++;
       return;
     }
     const id = r.id!;
-    const prev = parent?.entries[i];
     if (!r.envelope) {
-      // the worker saw the parent's id: same chunk at the same place
-      entries[i] = { ...prev!, packOrdinal: ordinal(parent!.packs[prev!.packOrdinal]!) };
+      // the worker saw the parent's id: same chunk at the same place, and the entry copied from
+      // the parent says where it is
       stats.chunksReused++;
       return;
     }
     const map = await repo.chunkMap();
-    let loc = map.get(id);
+    const loc = map.get(id);
     if (loc) {
+      entries.setData(i, ordinal(loc.packId), loc.offset, loc.length, length, id);
       stats.chunksReused++;
     } else {
-      loc = await writer.add(id, r.envelope, length);
-      map.add(id, loc);
+      const stored = await writer.add(id, r.envelope, length);
+      entries.setData(i, ordinal(stored.packId), stored.offset, stored.length, length, id);
+      map.addEntry(building, i); // later chunks, and the run's other devices, find it here
       stats.chunksNew++;
       stats.bytesStored += r.envelope.length;
     }
-    entries[i] = { kind: ENTRY_DATA, packOrdinal: ordinal(loc.packId), offset: loc.offset, length: loc.length, plainLength: length, id };
   };
 
   let done = 0;
@@ -138,8 +133,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     } catch {
       break;
     }
-    const prev = parent?.entries[i];
-    const hint = prev && prev.kind === ENTRY_DATA ? prev.id : undefined;
+    const hint = parent && parent.entries.isData(i) ? parent.entries.id(i) : undefined;
     const sealed: Promise<SealResult | undefined> = reads(() => (failure ? Promise.reject(failure) : readChunk(pb, offset, length))).then(
       () => {
         stats.bytesRead += length;
@@ -209,25 +203,36 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   return { index, stats };
 }
 
+function* everyChunk(n: number): Generator<number> {
+  for (let i = 0; i < n; i++) yield i;
+}
+
 function readError(e: unknown, path: string, offset: number): unknown {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'EIO') return new BkpError(`I/O error reading ${path} at byte ${offset}`, 1, { cause: e });
   return e;
 }
 
-/** Drops from the pack table the packs no entry uses any more (replaced chunks of the parent). */
+/**
+ * Renumbers the pack table as docs/format.md wants it: the packs data entries use, each once, in
+ * the order of first use (this drops the parent's packs whose chunks were all replaced). In place,
+ * table and pack list together: the chunk map reads locations from both.
+ */
 function compactPacks(index: BackupIndex): BackupIndex {
+  const { entries } = index;
   const used = new Map<number, number>();
   const packs: string[] = [];
-  const entries = index.entries.map((e) => {
-    if (e.kind !== ENTRY_DATA) return e;
-    let o = used.get(e.packOrdinal);
+  for (let i = 0; i < entries.length; i++) {
+    if (!entries.isData(i)) continue;
+    const was = entries.packOrdinal(i);
+    let o = used.get(was);
     if (o === undefined) {
       o = packs.length;
-      packs.push(index.packs[e.packOrdinal]!);
-      used.set(e.packOrdinal, o);
+      packs.push(index.packs[was]!);
+      used.set(was, o);
     }
-    return o === e.packOrdinal ? e : { ...e, packOrdinal: o };
-  });
-  return { header: index.header, packs, entries };
+    if (o !== was) entries.setPackOrdinal(i, o);
+  }
+  index.packs.splice(0, index.packs.length, ...packs);
+  return index;
 }

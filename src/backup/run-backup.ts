@@ -10,7 +10,7 @@ import { acquireDeviceLocks } from '../device/device-lock.js';
 import { CodecPool } from '../repo/codec-pool.js';
 import { PackWriter } from '../repo/pack-writer.js';
 import { checkCompressionLevel } from '../repo/config.js';
-import { ENTRY_DATA, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexHeader } from '../repo/index-file.js';
+import { type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexHeader } from '../repo/index-file.js';
 import { openFileSource } from '../device/file-source.js';
 import { deviceFacts } from '../device/facts.js';
 import { probeSignature, PROBE_BYTES } from '../device/probe.js';
@@ -101,11 +101,12 @@ async function previousOf(repo: Repository, deviceKey: string, packIds: () => Pr
 }
 
 function changedBytes(index: BackupIndex, parent: BackupIndex | null): number {
+  const e = index.entries;
+  const p = parent?.entries;
   let n = 0;
-  index.entries.forEach((e, i) => {
-    const p = parent?.entries[i];
-    if (!p || p.kind !== e.kind || (e.kind === ENTRY_DATA && !p.id.equals(e.id))) n += e.plainLength;
-  });
+  for (let i = 0; i < e.length; i++) {
+    if (!p || i >= p.length || p.kind(i) !== e.kind(i) || (e.isData(i) && !p.idEquals(i, e.id(i)))) n += e.plainLength(i);
+  }
   return n;
 }
 

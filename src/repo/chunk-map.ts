@@ -1,8 +1,13 @@
 /**
  * Where each stored chunk lives: chunk id → (pack, envelope offset, envelope length).
- * Kept in one flat byte table (open addressing) rather than a Map of strings, so that a
- * repository of a million chunks costs ~100 MB, not ~300 MB of JS objects.
+ *
+ * The map does not copy what index tables already hold: a slot is 8 bytes naming an entry of a
+ * registered table (the newest index of each device, and the index a backup is building), and
+ * the id, pack and offset are read from that entry. With open addressing at most half full, a
+ * device of a million chunks costs 16–32 MB here, on top of its index table (56 MB) that the
+ * backup holds anyway. Locations added one by one go to a table of the map's own.
  */
+import { IndexEntries } from './index-file.js';
 
 export interface ChunkLocation {
   packId: string;
@@ -10,75 +15,105 @@ export interface ChunkLocation {
   length: number;
 }
 
-const SLOT = 48; // id 32 | pack ref u32 (ordinal + 1; 0 = empty) | length u32 | offset u64
+/** An index's entry table and the pack table its ordinals refer to (both may change in place). */
+export interface EntrySource {
+  readonly entries: IndexEntries;
+  readonly packs: readonly string[];
+}
 
 export class ChunkMap {
-  private table: Buffer;
+  /** Per slot: source number + 1 (0 = empty), entry position. */
+  private slots: Uint32Array;
   private mask: number;
   private count = 0;
-  private readonly packs: string[] = [];
-  private readonly packRefs = new Map<string, number>();
+  private readonly sources: EntrySource[] = [];
+  private readonly sourceNumbers = new Map<EntrySource, number>();
+  /** The map's own table, for locations added with `add`. */
+  private own = { entries: IndexEntries.alloc(64), packs: [] as string[], used: 0, packRefs: new Map<string, number>() };
 
   constructor(initialSlots = 1024) {
     let n = 1024;
     while (n < initialSlots) n *= 2;
-    this.table = Buffer.alloc(n * SLOT);
+    this.slots = new Uint32Array(n * 2);
     this.mask = n - 1;
+    this.sources.push(this.own);
   }
 
   get size(): number {
     return this.count;
   }
 
-  private slotOf(id: Buffer): number {
+  private slotOf(id: Uint8Array): number {
     // SHA-256 output is uniform: its first bytes are a good hash
-    let s = id.readUInt32LE(0) & this.mask;
+    let s = (id[0]! | (id[1]! << 8) | (id[2]! << 16) | (id[3]! << 24)) & this.mask;
     for (;;) {
-      const o = s * SLOT;
-      if (this.table.readUInt32LE(o + 32) === 0) return s;
-      if (this.table.compare(id, 0, 32, o, o + 32) === 0) return s;
+      const src = this.slots[s * 2]!;
+      if (src === 0) return s;
+      if (this.sources[src - 1]!.entries.idEquals(this.slots[s * 2 + 1]!, id)) return s;
       s = (s + 1) & this.mask;
     }
   }
 
-  get(id: Buffer): ChunkLocation | undefined {
-    const o = this.slotOf(id) * SLOT;
-    const ref = this.table.readUInt32LE(o + 32);
-    if (ref === 0) return undefined;
-    return { packId: this.packs[ref - 1]!, length: this.table.readUInt32LE(o + 36), offset: Number(this.table.readBigUInt64LE(o + 40)) };
+  get(id: Uint8Array): ChunkLocation | undefined {
+    const s = this.slotOf(id);
+    const src = this.slots[s * 2]!;
+    if (src === 0) return undefined;
+    const { entries, packs } = this.sources[src - 1]!;
+    const i = this.slots[s * 2 + 1]!;
+    return { packId: packs[entries.packOrdinal(i)]!, offset: entries.offset(i), length: entries.envelopeLength(i) };
   }
 
-  has(id: Buffer): boolean {
-    return this.table.readUInt32LE(this.slotOf(id) * SLOT + 32) !== 0;
+  has(id: Uint8Array): boolean {
+    return this.slots[this.slotOf(id) * 2] !== 0;
+  }
+
+  /** Records entry `i` of `source` (a data entry); a chunk already known keeps its first location. */
+  addEntry(source: EntrySource, i: number): void {
+    let n = this.sourceNumbers.get(source);
+    if (n === undefined) {
+      n = this.sources.push(source);
+      this.sourceNumbers.set(source, n);
+    }
+    this.insert(source.entries.id(i), n, i);
   }
 
   /** Records a location; a chunk already known keeps its first location. */
-  add(id: Buffer, loc: ChunkLocation): void {
-    if ((this.count + 1) * 2 > this.mask + 1) this.grow();
-    const o = this.slotOf(id) * SLOT;
-    if (this.table.readUInt32LE(o + 32) !== 0) return;
-    let ref = this.packRefs.get(loc.packId);
-    if (ref === undefined) {
-      this.packs.push(loc.packId);
-      ref = this.packs.length;
-      this.packRefs.set(loc.packId, ref);
+  add(id: Uint8Array, loc: ChunkLocation): void {
+    if (this.has(id)) return;
+    const own = this.own;
+    if (own.used === own.entries.length) {
+      const grown = IndexEntries.alloc(own.entries.length * 2);
+      own.entries.table.copy(grown.table);
+      own.entries = grown;
     }
-    id.copy(this.table, o, 0, 32);
-    this.table.writeUInt32LE(ref, o + 32);
-    this.table.writeUInt32LE(loc.length, o + 36);
-    this.table.writeBigUInt64LE(BigInt(loc.offset), o + 40);
+    let ref = own.packRefs.get(loc.packId);
+    if (ref === undefined) {
+      ref = own.packs.push(loc.packId) - 1;
+      own.packRefs.set(loc.packId, ref);
+    }
+    own.entries.setData(own.used, ref, loc.offset, loc.length, 0, id);
+    this.insert(id, 1, own.used++);
+  }
+
+  private insert(id: Uint8Array, source: number, i: number): void {
+    if ((this.count + 1) * 2 > this.mask + 1) this.grow();
+    const s = this.slotOf(id);
+    if (this.slots[s * 2] !== 0) return;
+    this.slots[s * 2] = source;
+    this.slots[s * 2 + 1] = i;
     this.count++;
   }
 
   private grow(): void {
-    const old = this.table;
-    const n = (this.mask + 1) * 2;
-    this.table = Buffer.alloc(n * SLOT);
-    this.mask = n - 1;
-    for (let o = 0; o < old.length; o += SLOT) {
-      if (old.readUInt32LE(o + 32) === 0) continue;
-      const s = this.slotOf(old.subarray(o, o + 32)) * SLOT;
-      old.copy(this.table, s, o, o + SLOT);
+    const old = this.slots;
+    this.slots = new Uint32Array(old.length * 2);
+    this.mask = old.length - 1; // old.length / 2 slots before, twice that now
+    for (let k = 0; k < old.length; k += 2) {
+      const src = old[k]!;
+      if (src === 0) continue;
+      const s = this.slotOf(this.sources[src - 1]!.entries.id(old[k + 1]!));
+      this.slots[s * 2] = src;
+      this.slots[s * 2 + 1] = old[k + 1]!;
     }
   }
 }

@@ -8,7 +8,7 @@
  */
 import type { Repository, BackupRef } from './repository.js';
 import { packIdFromKey, packKey } from './pack.js';
-import { ENTRY_DATA, type BackupIndex } from './index-file.js';
+import type { BackupIndex } from './index-file.js';
 import { openEnvelope } from './envelope.js';
 import { PackWriter } from './pack-writer.js';
 import type { ChunkLocation } from './chunk-map.js';
@@ -67,12 +67,13 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
   // live envelopes of every pack: offset → (length, id, plain length)
   const live = new Map<string, Map<number, { length: number; id: Buffer; plainLength: number }>>();
   for (const { index } of indexes) {
-    for (const e of index.entries) {
-      if (e.kind !== ENTRY_DATA) continue;
-      const p = index.packs[e.packOrdinal]!;
+    const t = index.entries;
+    for (let i = 0; i < t.length; i++) {
+      if (!t.isData(i)) continue;
+      const p = index.packs[t.packOrdinal(i)]!;
       let m = live.get(p);
       if (!m) live.set(p, (m = new Map()));
-      m.set(e.offset, { length: e.length, id: e.id, plainLength: e.plainLength });
+      m.set(t.offset(i), { length: t.envelopeLength(i), id: t.id(i), plainLength: t.plainLength(i) });
     }
   }
   const threshold = opts.repackBelow ?? 0.5;
@@ -125,12 +126,14 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
         if (o === undefined) ord.set(p, (o = packs.push(p) - 1));
         return o;
       };
-      const entries = index.entries.map((e) => {
-        if (e.kind !== ENTRY_DATA) return e;
-        const p = index.packs[e.packOrdinal]!;
-        const to = moved.get(`${p}:${e.offset}`);
-        return to ? { ...e, packOrdinal: ordinal(to.packId), offset: to.offset, length: to.length } : { ...e, packOrdinal: ordinal(p) };
-      });
+      const entries = index.entries.clone();
+      for (let i = 0; i < entries.length; i++) {
+        if (!entries.isData(i)) continue;
+        const p = index.packs[entries.packOrdinal(i)]!;
+        const to = moved.get(`${p}:${entries.offset(i)}`);
+        if (to) entries.setData(i, ordinal(to.packId), to.offset, to.length, entries.plainLength(i), entries.id(i));
+        else entries.setPackOrdinal(i, ordinal(p));
+      }
       await opts.checkLock?.();
       await repo.replaceIndex({ header: index.header, packs, entries });
       result.indexesRewritten++;

@@ -80,47 +80,147 @@ export interface IndexEntry {
   id: Buffer;
 }
 
+/**
+ * The entry table of an index, held in its on-disk layout: 56 bytes per chunk and no object per
+ * entry, so that a device of a million chunks costs 56 MB (a decoded index is a view of the bytes
+ * read; a new one is built in place and written as it is).
+ */
+export class IndexEntries implements Iterable<IndexEntry> {
+  readonly length: number;
+
+  constructor(readonly table: Buffer) {
+    if (table.length % INDEX_ENTRY_SIZE !== 0) throw new Error(`entry table of ${table.length} bytes`);
+    this.length = table.length / INDEX_ENTRY_SIZE;
+  }
+
+  /** A table of `n` entries, every one zero with plain length 0 until set. */
+  static alloc(n: number): IndexEntries {
+    return new IndexEntries(Buffer.alloc(n * INDEX_ENTRY_SIZE));
+  }
+
+  static from(entries: readonly IndexEntry[]): IndexEntries {
+    const t = IndexEntries.alloc(entries.length);
+    entries.forEach((e, i) => (e.kind === ENTRY_DATA ? t.setData(i, e.packOrdinal, e.offset, e.length, e.plainLength, e.id) : t.setZero(i, e.plainLength)));
+    return t;
+  }
+
+  /** A copy that can be changed without touching this one. */
+  clone(): IndexEntries {
+    return new IndexEntries(Buffer.from(this.table));
+  }
+
+  kind(i: number): number {
+    return this.table[i * INDEX_ENTRY_SIZE]!;
+  }
+
+  isData(i: number): boolean {
+    return this.kind(i) === ENTRY_DATA;
+  }
+
+  packOrdinal(i: number): number {
+    return this.table.readUInt32LE(i * INDEX_ENTRY_SIZE + 4);
+  }
+
+  offset(i: number): number {
+    const o = i * INDEX_ENTRY_SIZE + 8;
+    return this.table.readUInt32LE(o + 4) * 2 ** 32 + this.table.readUInt32LE(o);
+  }
+
+  /** Length of the envelope in its pack. */
+  envelopeLength(i: number): number {
+    return this.table.readUInt32LE(i * INDEX_ENTRY_SIZE + 16);
+  }
+
+  plainLength(i: number): number {
+    return this.table.readUInt32LE(i * INDEX_ENTRY_SIZE + 20);
+  }
+
+  /** The chunk id: a view into the table (all zeros for a zero entry). */
+  id(i: number): Buffer {
+    const o = i * INDEX_ENTRY_SIZE + 24;
+    return this.table.subarray(o, o + 32);
+  }
+
+  idEquals(i: number, id: Uint8Array): boolean {
+    const o = i * INDEX_ENTRY_SIZE + 24;
+    return this.table.compare(id, 0, 32, o, o + 32) === 0;
+  }
+
+  /** Entry `i` as an object (for code that is not on a per-chunk hot path). */
+  get(i: number): IndexEntry {
+    const kind = this.kind(i) as IndexEntry['kind'];
+    return kind === ENTRY_DATA
+      ? { kind, packOrdinal: this.packOrdinal(i), offset: this.offset(i), length: this.envelopeLength(i), plainLength: this.plainLength(i), id: this.id(i) }
+      : { kind, packOrdinal: 0, offset: 0, length: 0, plainLength: this.plainLength(i), id: ZERO_CHUNK_ID };
+  }
+
+  setZero(i: number, plainLength: number): void {
+    const o = i * INDEX_ENTRY_SIZE;
+    this.table.fill(0, o, o + INDEX_ENTRY_SIZE);
+    this.table.writeUInt32LE(plainLength, o + 20);
+  }
+
+  setData(i: number, packOrdinal: number, offset: number, length: number, plainLength: number, id: Uint8Array): void {
+    const o = i * INDEX_ENTRY_SIZE;
+    this.table.writeUInt32LE(ENTRY_DATA, o); // kind, and the three reserved bytes cleared
+    this.table.writeUInt32LE(packOrdinal, o + 4);
+    this.table.writeUInt32LE(offset % 2 ** 32, o + 8);
+    this.table.writeUInt32LE(Math.floor(offset / 2 ** 32), o + 12);
+    this.table.writeUInt32LE(length, o + 16);
+    this.table.writeUInt32LE(plainLength, o + 20);
+    this.table.set(id.subarray(0, 32), o + 24);
+  }
+
+  setPackOrdinal(i: number, packOrdinal: number): void {
+    this.table.writeUInt32LE(packOrdinal, i * INDEX_ENTRY_SIZE + 4);
+  }
+
+  *[Symbol.iterator](): Iterator<IndexEntry> {
+    for (let i = 0; i < this.length; i++) yield this.get(i);
+  }
+
+  toArray(): IndexEntry[] {
+    return [...this];
+  }
+}
+
 export interface BackupIndex {
   header: IndexHeader;
   packs: string[];
-  entries: IndexEntry[];
+  entries: IndexEntries;
 }
 
 export class IndexFormatError extends Error {}
 
 export function encodeIndex(index: BackupIndex): Buffer {
+  return Buffer.concat(encodeIndexParts(index));
+}
+
+/** The encoded index as parts (head, entry table as it is held, checksum): no copy of the table. */
+export function encodeIndexParts(index: BackupIndex): Buffer[] {
   const json = Buffer.from(JSON.stringify(index.header), 'utf8');
-  const size = 12 + json.length + 4 + index.packs.length * 16 + 4 + index.entries.length * INDEX_ENTRY_SIZE + 32;
-  const b = Buffer.alloc(size);
+  const head = Buffer.alloc(12 + json.length + 4 + index.packs.length * 16 + 4);
   let o = 0;
-  INDEX_MAGIC.copy(b, o); o += 4;
-  b.writeUInt16LE(INDEX_VERSION, o); o += 2;
-  b.writeUInt16LE(0, o); o += 2;
-  b.writeUInt32LE(json.length, o); o += 4;
-  json.copy(b, o); o += json.length;
-  b.writeUInt32LE(index.packs.length, o); o += 4;
+  INDEX_MAGIC.copy(head, o); o += 4;
+  head.writeUInt16LE(INDEX_VERSION, o); o += 2;
+  head.writeUInt16LE(0, o); o += 2;
+  head.writeUInt32LE(json.length, o); o += 4;
+  json.copy(head, o); o += json.length;
+  head.writeUInt32LE(index.packs.length, o); o += 4;
   for (const p of index.packs) {
     if (!/^[0-9a-f]{32}$/.test(p)) throw new Error(`bad pack id ${p}`);
-    b.write(p, o, 'hex'); o += 16;
+    head.write(p, o, 'hex'); o += 16;
   }
-  b.writeUInt32LE(index.entries.length, o); o += 4;
-  for (const e of index.entries) {
-    b.writeUInt8(e.kind, o);
-    b.writeUInt32LE(e.packOrdinal, o + 4);
-    b.writeBigUInt64LE(BigInt(e.offset), o + 8);
-    b.writeUInt32LE(e.length, o + 16);
-    b.writeUInt32LE(e.plainLength, o + 20);
-    e.id.copy(b, o + 24);
-    o += INDEX_ENTRY_SIZE;
-  }
-  createHash('sha256').update(b.subarray(0, o)).digest().copy(b, o);
-  return b;
+  head.writeUInt32LE(index.entries.length, o);
+  const { table } = index.entries;
+  return [head, table, createHash('sha256').update(head).update(table).digest()];
 }
 
 function need(b: Buffer, o: number, n: number) {
   if (o + n > b.length) throw new IndexFormatError('index truncated');
 }
 
+/** Checks and decodes an index. The result's entry table is a view of `b`: the caller hands `b` over. */
 export function decodeIndex(b: Buffer): BackupIndex {
   if (b.length < 12 + 32) throw new IndexFormatError('index truncated');
   if (!b.subarray(0, 4).equals(INDEX_MAGIC)) throw new IndexFormatError('bad index magic');
@@ -152,10 +252,8 @@ export function decodeIndex(b: Buffer): BackupIndex {
   if (body.length - o !== ecount * INDEX_ENTRY_SIZE) throw new IndexFormatError('index entry table has the wrong length');
   const expected = Math.ceil(header.device.size / header.chunkSize);
   if (ecount !== expected) throw new IndexFormatError(`index has ${ecount} entries, device needs ${expected}`);
-  const entries: IndexEntry[] = new Array(ecount);
-  // Memory per entry matters (a 1 TiB device has a million): zero entries share one id, and the
-  // ids of data entries are views into one block instead of a buffer each.
-  const ids = Buffer.allocUnsafeSlow(ecount * 32);
+  // validated in place: the table stays a view of the bytes read, no object per entry
+  const start = o;
   for (let i = 0; i < ecount; i++, o += INDEX_ENTRY_SIZE) {
     const kind = body.readUInt8(o);
     if (kind !== ENTRY_ZERO && kind !== ENTRY_DATA) throw new IndexFormatError(`entry ${i} has unknown kind ${kind}`);
@@ -164,25 +262,22 @@ export function decodeIndex(b: Buffer): BackupIndex {
     const wantPlain = Math.min(header.chunkSize, header.device.size - i * header.chunkSize);
     if (plainLength !== wantPlain) throw new IndexFormatError(`entry ${i} has plain length ${plainLength}, expected ${wantPlain}`);
     if (kind === ENTRY_ZERO) {
-      entries[i] = { kind, packOrdinal: 0, offset: 0, length: 0, plainLength, id: ZERO_CHUNK_ID };
+      // its other fields are not checked (docs/format.md): held as zeros, as they are written
+      body.fill(0, o + 4, o + 20);
+      body.fill(0, o + 24, o + INDEX_ENTRY_SIZE);
       continue;
     }
+    const packOrdinal = body.readUInt32LE(o + 4);
     const hi = body.readUInt32LE(o + 12);
-    const e: IndexEntry = {
-      kind,
-      packOrdinal: body.readUInt32LE(o + 4),
-      offset: hi * 2 ** 32 + body.readUInt32LE(o + 8),
-      length: body.readUInt32LE(o + 16),
-      plainLength,
-      id: ids.subarray(i * 32, i * 32 + 32),
-    };
-    body.copy(ids, i * 32, o + 24, o + 56);
-    if (e.packOrdinal >= pcount) throw new IndexFormatError(`entry ${i} names pack ${e.packOrdinal} of ${pcount}`);
+    const length = body.readUInt32LE(o + 16);
+    if (packOrdinal >= pcount) throw new IndexFormatError(`entry ${i} names pack ${packOrdinal} of ${pcount}`);
     // a reader allocates the envelope's length and seeks to its offset: bound both
-    if (e.length < ENVELOPE_HEADER_SIZE || e.length > MAX_ENVELOPE_SIZE) throw new IndexFormatError(`entry ${i} has envelope length ${e.length}`);
-    if (hi >= 2 ** 21 || e.offset + e.length > Number.MAX_SAFE_INTEGER) throw new IndexFormatError(`entry ${i} has envelope offset ${body.readBigUInt64LE(o + 8)} out of range`);
-    entries[i] = e;
+    if (length < ENVELOPE_HEADER_SIZE || length > MAX_ENVELOPE_SIZE) throw new IndexFormatError(`entry ${i} has envelope length ${length}`);
+    if (hi >= 2 ** 21 || hi * 2 ** 32 + body.readUInt32LE(o + 8) + length > Number.MAX_SAFE_INTEGER) {
+      throw new IndexFormatError(`entry ${i} has envelope offset ${body.readBigUInt64LE(o + 8)} out of range`);
+    }
   }
+  const entries = new IndexEntries(body.subarray(start, o));
   return { header, packs, entries };
 }
 

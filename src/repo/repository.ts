@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { CONFIG_KEY, newRepoConfig, parseRepoConfig, type RepoConfig } from './config.js';
 import { ChunkMap } from './chunk-map.js';
-import { decodeIndex, encodeIndex, ENTRY_DATA, indexKey, IndexFormatError, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
+import { decodeIndex, encodeIndexParts, indexKey, IndexFormatError, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
 import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
 import { packIdFromKey } from './pack.js';
 import { BackupNotFoundError, BkpError, CorruptError, ExitCode, RepoExistsError, RepoMissingError } from '../errors.js';
@@ -131,7 +131,7 @@ export class Repository {
   async commitIndex(index: BackupIndex): Promise<void> {
     const key = indexKey(index.header.backupId, index.header.device.key);
     try {
-      await this.target.put(key, encodeIndex(index), { ifAbsent: true });
+      await this.target.put(key, encodeIndexParts(index), { ifAbsent: true });
     } catch (e) {
       // backup ids are unique per run: another index under this key is not ours to replace
       if (e instanceof ObjectExistsError) throw new BkpError(`index ${key} already exists in ${this.target.location} with other content; this backup was not committed`, ExitCode.FAILURE, { cause: e });
@@ -146,7 +146,7 @@ export class Repository {
    */
   async replaceIndex(index: BackupIndex): Promise<void> {
     const key = indexKey(index.header.backupId, index.header.device.key);
-    await this.target.put(key, encodeIndex(index));
+    await this.target.put(key, encodeIndexParts(index));
     this.indexCache.delete(key);
     this.backupsPromise = undefined;
   }
@@ -197,10 +197,9 @@ export class Repository {
           if (e instanceof CorruptError) continue;
           throw e;
         }
-        for (const e of idx.entries) {
-          if (e.kind !== ENTRY_DATA) continue;
-          const packId = idx.packs[e.packOrdinal]!;
-          if (present.has(packId)) map.add(e.id, { packId, offset: e.offset, length: e.length });
+        const t = idx.entries;
+        for (let i = 0; i < t.length; i++) {
+          if (t.isData(i) && present.has(idx.packs[t.packOrdinal(i)]!)) map.addEntry(idx, i);
         }
       }
       return map;

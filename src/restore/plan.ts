@@ -6,7 +6,7 @@
  * zero run and the run is its own op (each ranged read costs an open and a round trip, and
  * disks with scattered free space would otherwise restore in many small reads).
  */
-import { ENTRY_DATA, type BackupIndex } from '../repo/index-file.js';
+import type { BackupIndex } from '../repo/index-file.js';
 
 export interface ZeroRun {
   kind: 'zero';
@@ -35,33 +35,43 @@ export interface PackRead {
 
 export type RestoreOp = ZeroRun | PackRead;
 
-export function planRestore(index: BackupIndex, maxReadBytes = 16 * 1024 * 1024): RestoreOp[] {
-  const ops: RestoreOp[] = [];
+/**
+ * The plan, op by op, as it is executed: an op is produced once complete, so memory holds the
+ * ops in flight rather than one object per chunk of the device.
+ */
+export function* restorePlan(index: BackupIndex, maxReadBytes = 16 * 1024 * 1024): Generator<RestoreOp> {
   const { chunkSize } = index.header;
+  const e = index.entries;
+  // in order of first byte; only the last read can still grow (a read goes on across zero runs)
+  const queue: RestoreOp[] = [];
   let zero: ZeroRun | undefined;
   let last: PackRead | undefined;
-  index.entries.forEach((e, i) => {
+  for (let i = 0; i < e.length; i++) {
     const deviceOffset = i * chunkSize;
-    if (e.kind !== ENTRY_DATA) {
-      if (zero && zero.offset + zero.length === deviceOffset) zero.length += e.plainLength;
-      else ops.push((zero = { kind: 'zero', offset: deviceOffset, length: e.plainLength }));
-      return;
+    const plainLength = e.plainLength(i);
+    if (!e.isData(i)) {
+      if (zero) zero.length += plainLength;
+      else queue.push((zero = { kind: 'zero', offset: deviceOffset, length: plainLength }));
+      continue;
     }
-    const packId = index.packs[e.packOrdinal]!;
-    if (last && last.packId === packId && last.offset + last.length === e.offset && last.length + e.length <= maxReadBytes) {
-      last.chunks.push({ index: i, deviceOffset, plainLength: e.plainLength, id: e.id, at: last.length, length: e.length });
-      last.length += e.length;
-      return;
+    zero = undefined;
+    const packId = index.packs[e.packOrdinal(i)]!;
+    const offset = e.offset(i);
+    const length = e.envelopeLength(i);
+    const chunk = { index: i, deviceOffset, plainLength, id: e.id(i), at: 0, length };
+    if (last && last.packId === packId && last.offset + last.length === offset && last.length + length <= maxReadBytes) {
+      chunk.at = last.length;
+      last.chunks.push(chunk);
+      last.length += length;
+    } else {
+      queue.push((last = { kind: 'read', packId, offset, length, chunks: [chunk] }));
     }
-    ops.push(
-      (last = {
-        kind: 'read',
-        packId,
-        offset: e.offset,
-        length: e.length,
-        chunks: [{ index: i, deviceOffset, plainLength: e.plainLength, id: e.id, at: 0, length: e.length }],
-      }),
-    );
-  });
-  return ops;
+    while (queue.length > 0 && queue[0] !== last) yield queue.shift()!;
+  }
+  yield* queue;
+}
+
+/** The whole plan at once (for tests and small indexes). */
+export function planRestore(index: BackupIndex, maxReadBytes?: number): RestoreOp[] {
+  return [...restorePlan(index, maxReadBytes)];
 }

@@ -9,7 +9,7 @@ import { CodecPool } from '../repo/codec-pool.js';
 import { BufferPool, view } from '../backup/buffer-pool.js';
 import { openRestoreSink, type RestoreSink } from '../device/sink.js';
 import { refuseTargetBeingBackedUp } from './target-guard.js';
-import { planRestore, type PackRead } from './plan.js';
+import { restorePlan, type PackRead } from './plan.js';
 import { CorruptError, InterruptedError } from '../errors.js';
 import { ObjectMissingError } from '../storage/target.js';
 import type { Reporter } from '../report/reporter.js';
@@ -54,7 +54,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const index = await opts.repo.readIndex(opts.ref);
   const { header } = index;
   const size = header.device.size;
-  const ops = planRestore(index);
+  const ops = restorePlan(index);
   await refuseTargetBeingBackedUp(opts.to);
   const sink = await openRestoreSink(opts.to, size, opts.force);
   const pool = new CodecPool();

@@ -5,7 +5,6 @@
  */
 import type { Repository, BackupRef } from '../repo/repository.js';
 import { packIdFromKey, packKey } from '../repo/pack.js';
-import { ENTRY_DATA } from '../repo/index-file.js';
 import { CodecPool } from '../repo/codec-pool.js';
 import { BufferPool } from '../backup/buffer-pool.js';
 import { BackupNotFoundError, CorruptError } from '../errors.js';
@@ -63,15 +62,18 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
       }
       throw e;
     }
-    for (const e of idx.entries) {
-      if (e.kind !== ENTRY_DATA) continue;
-      const packId = idx.packs[e.packOrdinal]!;
+    const t = idx.entries;
+    for (let i = 0; i < t.length; i++) {
+      if (!t.isData(i)) continue;
+      const packId = idx.packs[t.packOrdinal(i)]!;
+      const offset = t.offset(i);
+      const length = t.envelopeLength(i);
       let m = packs.get(packId);
       if (!m) packs.set(packId, (m = new Map()));
-      const k = `${e.offset}:${e.length}`;
+      const k = `${offset}:${length}`;
       let r = m.get(k);
-      if (!r) m.set(k, (r = { id: e.id, offset: e.offset, length: e.length, plainLength: e.plainLength, users: new Set() }));
-      else if (!r.id.equals(e.id)) damage([u], `index names two different chunks at pack ${packId} offset ${e.offset}`);
+      if (!r) m.set(k, (r = { id: t.id(i), offset, length, plainLength: t.plainLength(i), users: new Set() }));
+      else if (!t.idEquals(i, r.id)) damage([u], `index names two different chunks at pack ${packId} offset ${offset}`);
       r.users.add(u);
     }
   }

@@ -66,7 +66,7 @@ after(() => t.cleanup());
 /** Device ranges of backup `b` whose chunk lies in `pack` and satisfies `hit(offset, length)`. */
 function rangesIn(b: Backup, pack: string, hit: (offset: number, length: number) => boolean): Range[] {
   const out: Range[] = [];
-  b.index.entries.forEach((e, i) => {
+  b.index.entries.toArray().forEach((e, i) => {
     if (e.kind === ENTRY_DATA && b.index.packs[e.packOrdinal] === pack && hit(e.offset, e.length)) out.push([i * CHUNK, i * CHUNK + e.plainLength]);
   });
   return out;
@@ -102,7 +102,7 @@ async function inflict(repo: string, kind: number, rnd: () => number): Promise<F
     case 0: {
       // one bit of one chunk envelope
       const b = pick(backups);
-      const e = pick(b.index.entries.filter((x) => x.kind === ENTRY_DATA));
+      const e = pick(b.index.entries.toArray().filter((x) => x.kind === ENTRY_DATA));
       const pack = b.index.packs[e.packOrdinal]!;
       const file = path.join(repo, packKey(pack));
       const buf = await fs.readFile(file);

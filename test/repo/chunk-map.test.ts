@@ -2,6 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { ChunkMap, type ChunkLocation } from '../../src/repo/chunk-map.js';
+import { IndexEntries } from '../../src/repo/index-file.js';
 
 function id(n: number | string): Buffer {
   return createHash('sha256').update(`chunk ${n}`).digest();
@@ -126,5 +127,38 @@ describe('ChunkMap', () => {
     }
     assert.equal(seen.size, packs.length);
     for (const count of seen.values()) assert.equal(count, 100);
+  });
+
+  test('entries of index tables are found where the table says, also after the table is renumbered in place', () => {
+    const m = new ChunkMap();
+    const n = 5000;
+    const src = { entries: IndexEntries.alloc(n), packs: [PACK_A, PACK_B] };
+    for (let i = 0; i < n; i++) {
+      if (i % 5 === 0) src.entries.setZero(i, 4096);
+      else src.entries.setData(i, i % 2, 2 ** 33 + i * 100, 60 + i, 4096, id(i));
+    }
+    for (let i = 0; i < n; i++) if (src.entries.isData(i)) m.addEntry(src, i);
+    assert.equal(m.size, n - n / 5);
+    assert.equal(m.has(id(0)), false, 'zero entries are not added');
+    for (let i = 1; i < n; i += 7) {
+      if (i % 5 === 0) continue;
+      assert.deepEqual(m.get(id(i)), { packId: i % 2 ? PACK_B : PACK_A, offset: 2 ** 33 + i * 100, length: 60 + i });
+    }
+    // a backup renumbers its pack table in place before the commit: the map follows
+    for (let i = 0; i < n; i++) if (src.entries.isData(i)) src.entries.setPackOrdinal(i, 1 - src.entries.packOrdinal(i));
+    src.packs.reverse();
+    assert.equal(m.get(id(3))!.packId, PACK_B);
+    assert.equal(m.get(id(4))!.packId, PACK_A);
+    // a chunk known from a table keeps that location; add() of another location changes nothing
+    m.add(id(3), { packId: 'c'.repeat(32), offset: 1, length: 2 });
+    assert.equal(m.get(id(3))!.packId, PACK_B);
+    // and entries of two tables plus loose locations live side by side
+    const other = { entries: IndexEntries.alloc(1), packs: ['d'.repeat(32)] };
+    other.entries.setData(0, 0, 7, 8, 4096, id('other'));
+    m.addEntry(other, 0);
+    m.add(id('loose'), { packId: 'e'.repeat(32), offset: 9, length: 10 });
+    assert.deepEqual(m.get(id('other')), { packId: 'd'.repeat(32), offset: 7, length: 8 });
+    assert.deepEqual(m.get(id('loose')), { packId: 'e'.repeat(32), offset: 9, length: 10 });
+    assert.equal(m.size, n - n / 5 + 2);
   });
 });

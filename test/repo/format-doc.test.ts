@@ -92,11 +92,11 @@ test('a backup restored with only docs/format.md (tools/bkp-restore-by-hand.py) 
 
     // the backup exercises every case the document describes: zero, raw and zstd chunks, a short last chunk
     const index = decodeIndex(readFileSync(path.join(repo, 'backups', b.backupId, `${b.deviceKey}.idx`)));
-    const data = index.entries.filter((e) => e.kind === ENTRY_DATA);
-    assert.ok(index.entries.some((e) => e.kind === ENTRY_ZERO));
+    const data = index.entries.toArray().filter((e) => e.kind === ENTRY_DATA);
+    assert.ok(index.entries.toArray().some((e) => e.kind === ENTRY_ZERO));
     assert.ok(data.some((e) => e.length < e.plainLength), 'some chunk is compressed');
     assert.ok(data.some((e) => e.length === e.plainLength + ENVELOPE_HEADER_SIZE), 'some chunk is stored raw');
-    assert.equal(index.entries[index.entries.length - 1]!.plainLength, size % CHUNK);
+    assert.equal(index.entries.get(index.entries.length - 1).plainLength, size % CHUNK);
 
     const out = path.join(dir, 'restored.img');
     const r = byHand(repo, b.backupId, b.deviceKey, out);
@@ -151,7 +151,7 @@ test('a second backup (chunks deduplicated against the first) with a zero last c
     assert.equal(index.header.kind, 'full');
     assert.equal(index.header.parent, null, 'a full records no parent');
     assert.equal(index.header.device.path, img);
-    const used = index.entries.filter((e) => e.kind === ENTRY_DATA).map((e) => e.packOrdinal);
+    const used = index.entries.toArray().filter((e) => e.kind === ENTRY_DATA).map((e) => e.packOrdinal);
     assert.deepEqual([...new Set(used)], index.packs.map((_, k) => k), 'the pack table lists exactly the packs used, in order of first use');
     const gens = readdirSync(path.join(repo, 'locks')).sort();
     assert.ok(gens.length === 2 && gens.every((g) => /^[0-9]{12}$/.test(g)), gens.join(' '));

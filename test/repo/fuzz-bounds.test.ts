@@ -12,7 +12,7 @@ import { crc32 } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { mulberry32, fuzzSeed } from '../support/random.js';
 import { tempDir } from '../support/env.js';
-import { decodeIndex, encodeIndex, ENTRY_DATA, IndexFormatError, type BackupIndex } from '../../src/repo/index-file.js';
+import { decodeIndex, encodeIndex, ENTRY_DATA, IndexEntries, IndexFormatError, type BackupIndex } from '../../src/repo/index-file.js';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, openEnvelope, EnvelopeError, ENVELOPE_HEADER_SIZE, FLAG_ZSTD } from '../../src/repo/envelope.js';
 import { decodePackEntries, decodePackFooter, encodePackTrailer, PackFormatError, PACK_ENTRY_SIZE, PACK_FOOTER_SIZE } from '../../src/repo/pack.js';
 import { CodecPool } from '../../src/repo/codec-pool.js';
@@ -42,7 +42,7 @@ function sampleIndex(): BackupIndex {
       stats: { bytesRead: size, bytesStored: 0, chunksNew: 0, chunksReused: 0, chunksZero: 0, durationMs: 0 },
     },
     packs: ['0123456789abcdef0123456789abcdef'],
-    entries: Array.from({ length: 4 }, (_, i) => ({ kind: ENTRY_DATA, packOrdinal: 0, offset: i * 200, length: 100, plainLength: chunkSize, id: Buffer.alloc(32, i + 1) })),
+    entries: IndexEntries.from(Array.from({ length: 4 }, (_, i) => ({ kind: ENTRY_DATA, packOrdinal: 0, offset: i * 200, length: 100, plainLength: chunkSize, id: Buffer.alloc(32, i + 1) }))),
   };
 }
 

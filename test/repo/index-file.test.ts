@@ -8,6 +8,7 @@ import {
   ENTRY_DATA,
   ENTRY_ZERO,
   INDEX_ENTRY_SIZE,
+  IndexEntries,
   IndexFormatError,
   indexKey,
   parseIndexKey,
@@ -43,7 +44,7 @@ function sampleIndex(deviceSize: number, chunkSize: number, packCount = 2): Back
     if (packCount === 0 || i % 3 === 1) return { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength, id: Buffer.alloc(32) };
     return { kind: ENTRY_DATA, packOrdinal: i % packCount, offset: i * 1000 + 2 ** 33, length: 56 + (i % 7) * 10, plainLength, id: randomBytes(32) };
   });
-  return { header: header(deviceSize, chunkSize), packs, entries };
+  return { header: header(deviceSize, chunkSize), packs, entries: IndexEntries.from(entries) };
 }
 
 /** Replaces the trailing SHA-256 with the right one, so that only the structural damage is wrong. */
@@ -69,7 +70,7 @@ function assertConsistent(ix: BackupIndex, what: string): void {
   assert.ok(Number.isSafeInteger(chunkSize) && chunkSize > 0, what);
   assert.equal(ix.entries.length, Math.ceil(device.size / chunkSize), `${what}: entry count`);
   for (const p of ix.packs) assert.match(p, /^[0-9a-f]{32}$/, what);
-  ix.entries.forEach((e, i) => {
+  ix.entries.toArray().forEach((e, i) => {
     assert.ok(e.kind === ENTRY_ZERO || e.kind === ENTRY_DATA, `${what}: entry ${i} kind`);
     assert.equal(e.plainLength, Math.min(chunkSize, device.size - i * chunkSize), `${what}: entry ${i} plain length`);
     if (e.kind === ENTRY_DATA) {
@@ -100,18 +101,40 @@ describe('backup index', () => {
       });
     }
 
-    test('a decoded index does not alias the input buffer', () => {
-      const ix = sampleIndex(3 * 4096, 4096);
+    test('a zero entry reads as zeros whatever its unchecked fields hold, and is written back as zeros', () => {
+      const ix = sampleIndex(3 * 4096, 4096); // entry 1 is a zero chunk
       const b = encodeIndex(ix);
-      const back = decodeIndex(b);
-      b.fill(0);
-      assert.deepEqual(back, ix);
+      const e1 = entriesAt(b) + INDEX_ENTRY_SIZE;
+      b.fill(0xab, e1 + 4, e1 + 20); // pack ordinal, offset, envelope length
+      b.fill(0xcd, e1 + 24, e1 + 56); // chunk id
+      const back = decodeIndex(reseal(b));
+      assert.deepEqual(back.entries.get(1), { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: 4096, id: Buffer.alloc(32) });
+      assert.ok(back.entries.idEquals(1, Buffer.alloc(32)));
+      assert.deepEqual(encodeIndex(back), encodeIndex(ix));
     });
 
     test('encoding refuses a pack id that is not 32 hex digits', () => {
       const ix = sampleIndex(4096, 4096, 1);
       ix.packs[0] = 'not-hex';
       assert.throws(() => encodeIndex(ix));
+    });
+
+    test('an entry table set field by field reads back the same, and a clone is independent', () => {
+      const t = IndexEntries.alloc(3);
+      t.setData(0, 7, 2 ** 40 + 3, 0xffffffff, 4096, Buffer.alloc(32, 9));
+      t.setZero(1, 100);
+      t.setData(2, 0, 0, 56, 1, Buffer.alloc(32, 1));
+      assert.deepEqual(t.get(0), { kind: ENTRY_DATA, packOrdinal: 7, offset: 2 ** 40 + 3, length: 0xffffffff, plainLength: 4096, id: Buffer.alloc(32, 9) });
+      assert.deepEqual(t.get(1), { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: 100, id: Buffer.alloc(32) });
+      assert.ok(t.idEquals(2, Buffer.alloc(32, 1)) && !t.idEquals(2, Buffer.alloc(32, 2)));
+      const c = t.clone();
+      c.setZero(0, 4096);
+      c.setPackOrdinal(2, 5);
+      assert.equal(t.kind(0), ENTRY_DATA);
+      assert.equal(t.packOrdinal(2), 0);
+      assert.deepEqual(IndexEntries.from(t.toArray()), t);
+      // a data entry turned into a zero entry leaves nothing of it behind
+      assert.deepEqual(c.table.subarray(0, INDEX_ENTRY_SIZE), IndexEntries.from([{ kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: 4096, id: Buffer.alloc(32) }]).table);
     });
 
     test('indexKey and parseIndexKey round-trip and refuse other keys', () => {

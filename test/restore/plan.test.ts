@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ENTRY_DATA, ENTRY_ZERO, type BackupIndex, type IndexEntry, type IndexHeader } from '../../src/repo/index-file.js';
+import { ENTRY_DATA, ENTRY_ZERO, IndexEntries, type BackupIndex, type IndexEntry, type IndexHeader } from '../../src/repo/index-file.js';
 import { planRestore, type PackRead, type RestoreOp, type ZeroRun } from '../../src/restore/plan.js';
 import { mulberry32, fuzzSeed } from '../support/random.js';
 
@@ -28,7 +28,7 @@ function makeIndex(chunkSize: number, deviceSize: number, packs: string[], specs
       : { kind: ENTRY_DATA, packOrdinal: s.pack, offset: s.offset, length: s.length, plainLength, id: idFor(i) };
   });
   const header = { chunkSize, device: { key: 'dev', path: '/dev/x', size: deviceSize } } as unknown as IndexHeader;
-  return { header, packs, entries };
+  return { header, packs, entries: IndexEntries.from(entries) };
 }
 
 const zero = { zero: true } as const;
@@ -57,7 +57,7 @@ function applyPlan(index: BackupIndex, ops: RestoreOp[], maxReadBytes: number): 
       assert.equal(op.offset % chunkSize, 0, 'zero runs start on a chunk');
       for (let o = op.offset; o < op.offset + op.length; o += chunkSize) {
         const i = o / chunkSize;
-        assert.equal(index.entries[i]?.kind, ENTRY_ZERO, `zero run covers data chunk ${i}`);
+        assert.equal((i < index.entries.length ? index.entries.get(i).kind : undefined), ENTRY_ZERO, `zero run covers data chunk ${i}`);
         filled[i]!++;
       }
       const lastIndex = Math.ceil((op.offset + op.length) / chunkSize) - 1;
@@ -70,7 +70,7 @@ function applyPlan(index: BackupIndex, ops: RestoreOp[], maxReadBytes: number): 
     let expectAt = 0;
     let cursor = 0;
     for (const c of op.chunks) {
-      const e = index.entries[c.index]!;
+      const e = index.entries.get(c.index);
       assert.equal(e.kind, ENTRY_DATA, `chunk ${c.index} planned as a read`);
       assert.equal(op.packId, index.packs[e.packOrdinal], `chunk ${c.index} read from the wrong pack`);
       assert.equal(c.at, expectAt, `chunk ${c.index}: envelopes of one read are back to back`);
