@@ -8,7 +8,7 @@ import { packKey } from '../repo/pack.js';
 import { CodecPool } from '../repo/codec-pool.js';
 import { BufferPool, view } from '../backup/buffer-pool.js';
 import { openRestoreSink, type RestoreSink } from '../device/sink.js';
-import { refuseTargetBeingBackedUp } from './target-guard.js';
+import { lockRestoreTarget, refuseTargetBeingBackedUp } from './target-guard.js';
 import { restorePlan, type PackRead } from './plan.js';
 import { CorruptError, InterruptedError } from '../errors.js';
 import { ObjectMissingError } from '../storage/target.js';
@@ -56,7 +56,14 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const size = header.device.size;
   const ops = restorePlan(index);
   await refuseTargetBeingBackedUp(opts.to);
-  const sink = await openRestoreSink(opts.to, size, opts.force);
+  const targetLock = await lockRestoreTarget(opts.to, (m) => opts.reporter.warn(m));
+  let sink: Awaited<ReturnType<typeof openRestoreSink>>;
+  try {
+    sink = await openRestoreSink(opts.to, size, opts.force);
+  } catch (e) {
+    await targetLock.release();
+    throw e;
+  }
   const pool = new CodecPool();
   const buffers = new BufferPool(header.chunkSize, pool.size * 4);
   const phase = opts.reporter.phase(`restore ${header.device.path} (${header.backupId}) to ${opts.to}`, size);
@@ -113,6 +120,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   } finally {
     await pool.close();
     await sink.close();
+    await targetLock.release();
     if (ok) phase.done();
   }
   return { header, to: opts.to, bytes: size, bytesFetched, zeroBytes, durationMs: Date.now() - started, damaged: mergeRanges(damaged) };

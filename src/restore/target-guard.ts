@@ -6,7 +6,8 @@
 import { promises as fs } from 'node:fs';
 import { tryOpenBlksnap, formatUuid, sameDev } from '../blksnap/index.js';
 import { backupReading } from '../device/readers.js';
-import { BkpError, TargetInUseError } from '../errors.js';
+import { acquireDeviceLocks, type DeviceLocks } from '../device/device-lock.js';
+import { BkpError, LockedError, PermissionError, TargetInUseError } from '../errors.js';
 
 async function inSnapshot(path: string): Promise<string | null> {
   let blksnap;
@@ -37,4 +38,23 @@ export async function refuseTargetBeingBackedUp(path: string): Promise<void> {
   if (!st || !(st.isBlockDevice() || st.isFile())) return;
   const why = (st.isBlockDevice() ? await inSnapshot(path) : null) ?? (await backupReading(path));
   if (why) throw new TargetInUseError(`restore target ${path} is in use: ${why}`);
+}
+
+/**
+ * Holds the device lock of an existing restore target (src/device/device-lock.ts) while the
+ * restore writes it: a backup of that device, or a second restore onto it, cannot start meanwhile,
+ * and one that holds it already — even before it has opened the device or taken its snapshot —
+ * is refused with exit 17. Without access to the lock directory (a restore to an image file by a
+ * user who is not root) the checks above still apply and no lock is taken.
+ */
+export async function lockRestoreTarget(path: string, warn: (msg: string) => void): Promise<DeviceLocks> {
+  const st = await fs.stat(path).catch(() => null);
+  if (!st || !(st.isBlockDevice() || st.isFile())) return { release: async () => {} };
+  try {
+    return await acquireDeviceLocks([path], `bkp restore --to ${path}`, warn);
+  } catch (e) {
+    if (e instanceof LockedError) throw new TargetInUseError(`restore target ${path} is in use: ${e.message}`, { cause: e });
+    if (e instanceof PermissionError && !st.isBlockDevice()) return { release: async () => {} };
+    throw e;
+  }
 }

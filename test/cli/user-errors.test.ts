@@ -179,6 +179,18 @@ describe('user errors: restore targets', () => {
     );
     assert.equal(done, 0, 'the backup itself went on');
   });
+
+  test('restore target is a device a backup has locked but not opened yet; the restore holds the lock only while it runs', async () => {
+    const dev = await loopOf(8 * 1024 * 1024, 'locked.img');
+    const done = await whilePaused(['full', '--repo', repo, '--device', dev, '--no-snapshot', '--quiet'], {}, `backup-locked:${path.join(t.dir, 'pause-locked')}`, async (pid) =>
+      assertUserError(await runBkp(['restore', '--repo', repo, '--to', dev, '--force']), ExitCode.TARGET_IN_USE, new RegExp(`restore target ${dev} is in use: device ${dev} is locked by pid ${pid} `)),
+    );
+    assert.equal(done, 0, 'the backup itself went on');
+    const r = await runBkp(['restore', '--repo', repo, '--to', dev, '--force', '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    const again = await runBkp(['full', '--repo', repo, '--device', dev, '--no-snapshot', '--quiet']);
+    assert.equal(again.code, 0, `a backup of the restored device takes its lock: ${again.stderr}`);
+  });
 });
 
 describe('user errors: restore onto a device in a blksnap snapshot', () => {
