@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Peak RSS of bkp against the number of chunks of a device: `bash bench/memory.sh [SIZE...]`
-# (default 4G 16G). For each size: a sparse image file with 1 MiB of random data every 256 MiB,
+# (default 4G 16G). For each size: a sparse image file with 1 MiB of random data every 16 MiB
+# (enough data that the fixed buffers — packs being filled and stored, reads in flight — are full
+# at every size, so that what grows is what depends on the number of chunks),
 # a repository with 64 KiB chunks (so that 16G is 262,144 chunks, as many as 256 GiB at the
 # default 1 MiB), then full, a digest incremental after one changed MiB, restore to an image file
 # (compared with cmp) and verify, each timed by /usr/bin/time. The last lines give the growth per
@@ -22,7 +24,7 @@ for size in "${sizes[@]}"; do
   mkdir -p "$d"
   bytes=$(numfmt --from=iec "$size")
   truncate -s "$bytes" "$d/dev.img"
-  for ((mib = 0; mib < bytes / 1048576; mib += 256)); do
+  for ((mib = 0; mib < bytes / 1048576; mib += 16)); do
     dd if=/dev/urandom of="$d/dev.img" bs=1M count=1 seek=$mib conv=notrunc status=none
   done
   $bkp init --repo "$d/repo" --chunk-size 64K --quiet
