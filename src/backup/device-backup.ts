@@ -218,21 +218,24 @@ function readError(e: unknown, path: string, offset: number): unknown {
  * the order of first use (this drops the parent's packs whose chunks were all replaced). In place,
  * table and pack list together: the chunk map reads locations from both.
  */
-function compactPacks(index: BackupIndex): BackupIndex {
+export function compactPacks(index: BackupIndex): BackupIndex {
   const { entries } = index;
-  const used = new Map<number, number>();
+  const used = new Map<string, number>(); // by pack id: a parent that lists a pack twice gets one ordinal
   const packs: string[] = [];
   for (let i = 0; i < entries.length; i++) {
     if (!entries.isData(i)) continue;
     const was = entries.packOrdinal(i);
-    let o = used.get(was);
+    const packId = index.packs[was]!;
+    let o = used.get(packId);
     if (o === undefined) {
       o = packs.length;
-      packs.push(index.packs[was]!);
-      used.set(was, o);
+      packs.push(packId);
+      used.set(packId, o);
     }
     if (o !== was) entries.setPackOrdinal(i, o);
   }
-  index.packs.splice(0, index.packs.length, ...packs);
+  // the same array, changed in place (no spread into a call: it may hold 100,000s of packs)
+  index.packs.length = 0;
+  for (const p of packs) index.packs.push(p);
   return index;
 }

@@ -104,9 +104,29 @@ export class IndexEntries implements Iterable<IndexEntry> {
     return t;
   }
 
-  /** A copy that can be changed without touching this one. */
+  /** A copy that can be changed without touching this one (zero entries written as zeros). */
   clone(): IndexEntries {
-    return new IndexEntries(Buffer.from(this.table));
+    const copy = new IndexEntries(Buffer.from(this.table));
+    copy.clearZeroEntries();
+    return copy;
+  }
+
+  /**
+   * The table as it is to be written: zero entries hold zeros in every field but kind and plain
+   * length (docs/format.md). The table itself when it already does, else a cleaned copy.
+   */
+  forWriting(): Buffer {
+    for (let i = 0; i < this.length; i++) {
+      if (!this.isData(i) && !isClearZero(this.table, i * INDEX_ENTRY_SIZE)) {
+        const copy = this.clone();
+        return copy.table;
+      }
+    }
+    return this.table;
+  }
+
+  private clearZeroEntries(): void {
+    for (let i = 0; i < this.length; i++) if (!this.isData(i)) this.setZero(i, this.plainLength(i));
   }
 
   kind(i: number): number {
@@ -137,11 +157,13 @@ export class IndexEntries implements Iterable<IndexEntry> {
 
   /** The chunk id: a view into the table (all zeros for a zero entry). */
   id(i: number): Buffer {
+    if (!this.isData(i)) return ZERO_CHUNK_ID;
     const o = i * INDEX_ENTRY_SIZE + 24;
     return this.table.subarray(o, o + 32);
   }
 
   idEquals(i: number, id: Uint8Array): boolean {
+    if (!this.isData(i)) return ZERO_CHUNK_ID.compare(id, 0, 32) === 0;
     const o = i * INDEX_ENTRY_SIZE + 24;
     return this.table.compare(id, 0, 32, o, o + 32) === 0;
   }
@@ -184,6 +206,11 @@ export class IndexEntries implements Iterable<IndexEntry> {
   }
 }
 
+/** True when the zero entry at byte `o` holds zeros in its unchecked fields. */
+function isClearZero(table: Buffer, o: number): boolean {
+  return table.compare(ZERO_CHUNK_ID, 0, 16, o + 4, o + 20) === 0 && table.compare(ZERO_CHUNK_ID, 0, 32, o + 24, o + INDEX_ENTRY_SIZE) === 0;
+}
+
 export interface BackupIndex {
   header: IndexHeader;
   packs: string[];
@@ -212,7 +239,7 @@ export function encodeIndexParts(index: BackupIndex): Buffer[] {
     head.write(p, o, 'hex'); o += 16;
   }
   head.writeUInt32LE(index.entries.length, o);
-  const { table } = index.entries;
+  const table = index.entries.forWriting();
   return [head, table, createHash('sha256').update(head).update(table).digest()];
 }
 
@@ -220,7 +247,7 @@ function need(b: Buffer, o: number, n: number) {
   if (o + n > b.length) throw new IndexFormatError('index truncated');
 }
 
-/** Checks and decodes an index. The result's entry table is a view of `b`: the caller hands `b` over. */
+/** Checks and decodes an index. The result's entry table is a view of `b` (not changed here): the caller hands `b` over. */
 export function decodeIndex(b: Buffer): BackupIndex {
   if (b.length < 12 + 32) throw new IndexFormatError('index truncated');
   if (!b.subarray(0, 4).equals(INDEX_MAGIC)) throw new IndexFormatError('bad index magic');
@@ -261,12 +288,7 @@ export function decodeIndex(b: Buffer): BackupIndex {
     const plainLength = body.readUInt32LE(o + 20);
     const wantPlain = Math.min(header.chunkSize, header.device.size - i * header.chunkSize);
     if (plainLength !== wantPlain) throw new IndexFormatError(`entry ${i} has plain length ${plainLength}, expected ${wantPlain}`);
-    if (kind === ENTRY_ZERO) {
-      // its other fields are not checked (docs/format.md): held as zeros, as they are written
-      body.fill(0, o + 4, o + 20);
-      body.fill(0, o + 24, o + INDEX_ENTRY_SIZE);
-      continue;
-    }
+    if (kind === ENTRY_ZERO) continue; // its other fields are not checked (docs/format.md); they read as zeros
     const packOrdinal = body.readUInt32LE(o + 4);
     const hi = body.readUInt32LE(o + 12);
     const length = body.readUInt32LE(o + 16);

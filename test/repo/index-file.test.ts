@@ -107,10 +107,14 @@ describe('backup index', () => {
       const e1 = entriesAt(b) + INDEX_ENTRY_SIZE;
       b.fill(0xab, e1 + 4, e1 + 20); // pack ordinal, offset, envelope length
       b.fill(0xcd, e1 + 24, e1 + 56); // chunk id
-      const back = decodeIndex(reseal(b));
+      const given = reseal(b);
+      const copy = Buffer.from(given);
+      const back = decodeIndex(given);
+      assert.deepEqual(given, copy, 'decoding does not change the bytes it was given');
       assert.deepEqual(back.entries.get(1), { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: 4096, id: Buffer.alloc(32) });
       assert.ok(back.entries.idEquals(1, Buffer.alloc(32)));
       assert.deepEqual(encodeIndex(back), encodeIndex(ix));
+      assert.ok(back.entries.clone().table.equals(ix.entries.table), 'a clone holds zeros there too');
     });
 
     test('encoding refuses a pack id that is not 32 hex digits', () => {
