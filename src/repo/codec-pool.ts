@@ -86,18 +86,48 @@ export class CodecPool {
     };
   }
 
-  /** Check, decompress and verify one envelope into `dest` at `destOffset`. The envelope's buffer is consumed. */
-  async open(envelope: ArrayBuffer, dest: ArrayBuffer, destOffset: number, expectId: Buffer, plainLength: number): Promise<OpenResult> {
-    const idCopy = new Uint8Array(expectId).buffer;
-    const r = (await this.send({ op: 'open', seq: ++this.seq, envelope, dest, destOffset, expectId: idCopy, plainLength }, [envelope, dest, idCopy])) as Extract<
-      WorkerReply,
-      { op: 'open' }
-    >;
+  /**
+   * Check, decompress and verify the envelope at `source[at, at + length)` into `dest` at
+   * `destOffset`. `source` holds a whole pack read (see shareBytes): workers read it in place.
+   */
+  async open(source: SharedArrayBuffer, at: number, length: number, dest: ArrayBuffer, destOffset: number, expectId: Buffer, plainLength: number): Promise<OpenResult> {
+    const req: WorkerRequest = { op: 'open', seq: ++this.seq, source, at, length, dest, destOffset, expectId: new Uint8Array(expectId), plainLength };
+    const r = (await this.send(req, [dest])) as Extract<WorkerReply, { op: 'open' }>;
     return { dest: r.dest, error: r.error };
   }
 
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers.length = 0;
+  }
+}
+
+/**
+ * Memory for bytes read from packs that the codec workers read in place (no allocation and copy
+ * per chunk), reused from read to read (a fresh 16 MiB buffer costs thousands of page faults).
+ * A target reads into it directly (`acquire`, then Target.get with `into`), or bytes already read
+ * are copied in (`share`). A buffer goes back with `release` only once no worker reads it any more.
+ */
+export class SharedReads {
+  private readonly free: SharedArrayBuffer[] = [];
+
+  constructor(
+    private readonly keep: number,
+    private readonly minSize = 16 * 1024 * 1024,
+  ) {}
+
+  acquire(size: number): SharedArrayBuffer {
+    const i = this.free.findIndex((b) => b.byteLength >= size);
+    return i >= 0 ? this.free.splice(i, 1)[0]! : new SharedArrayBuffer(Math.max(size, this.minSize));
+  }
+
+  share(data: Uint8Array): SharedArrayBuffer {
+    const sab = this.acquire(data.length);
+    new Uint8Array(sab).set(data);
+    return sab;
+  }
+
+  release(sab: SharedArrayBuffer): void {
+    if (this.free.length < this.keep) this.free.push(sab);
   }
 }

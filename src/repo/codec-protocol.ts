@@ -2,7 +2,18 @@
 
 export type WorkerRequest =
   | { op: 'seal'; seq: number; buf: ArrayBuffer; offset: number; length: number; level: number; hint?: Uint8Array }
-  | { op: 'open'; seq: number; envelope: ArrayBuffer; dest: ArrayBuffer; destOffset: number; expectId: ArrayBuffer; plainLength: number };
+  | {
+      op: 'open';
+      seq: number;
+      /** Bytes read from a pack, shared with the worker (not copied, not transferred). */
+      source: SharedArrayBuffer;
+      at: number;
+      length: number;
+      dest: ArrayBuffer;
+      destOffset: number;
+      expectId: Uint8Array;
+      plainLength: number;
+    };
 
 export type WorkerReply =
   | { op: 'seal'; seq: number; buf: ArrayBuffer; zero: boolean; id?: ArrayBuffer; envelope?: ArrayBuffer }

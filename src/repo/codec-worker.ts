@@ -72,7 +72,7 @@ parentPort!.on('message', (m: WorkerRequest) => {
     parentPort!.postMessage(reply, transfer);
   } else {
     const dest = Buffer.from(m.dest, m.destOffset);
-    const error = open(new Uint8Array(m.envelope), dest, new Uint8Array(m.expectId), m.plainLength);
+    const error = open(new Uint8Array(m.source, m.at, m.length), dest, m.expectId, m.plainLength);
     const reply: WorkerReply = { op: 'open', seq: m.seq, dest: m.dest, error };
     parentPort!.postMessage(reply, [m.dest]);
   }

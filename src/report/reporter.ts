@@ -3,7 +3,12 @@
  * one plain line per phase plus a line every 10 s, never an escape code. --quiet: errors only.
  * Messages go to stderr; stdout is kept for results (tables, JSON).
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type * as CliProgress from 'cli-progress';
+
+// loaded on the first bar only: cron and pipes never draw one, and it costs ~50 ms to load
+let cliProgress: typeof CliProgress | undefined;
+const progressBars = () => (cliProgress ??= createRequire(import.meta.url)('cli-progress') as typeof CliProgress);
 
 export interface Phase {
   update(done: number): void;
@@ -49,7 +54,7 @@ export function createReporter(opts: ReporterOptions = {}): Reporter {
   const tty = opts.tty ?? (stream.isTTY === true && process.env.TERM !== 'dumb');
   const quiet = opts.quiet ?? false;
   const line = (s: string) => stream.write(`${s}\n`);
-  let bar: cliProgress.SingleBar | null = null;
+  let bar: CliProgress.SingleBar | null = null;
   const say = (s: string) => {
     if (bar) bar.stop();
     bar = null;
@@ -67,7 +72,8 @@ export function createReporter(opts: ReporterOptions = {}): Reporter {
       const started = Date.now();
       if (quiet) return { update() {}, done() {} };
       if (tty) {
-        const b = new cliProgress.SingleBar(
+        const bars = progressBars();
+        const b = new bars.SingleBar(
           {
             stream,
             format: `${name} [{bar}] {percentage}% | {doneB}/{totalB} | {rate} | ETA {eta_formatted}`,
@@ -75,7 +81,7 @@ export function createReporter(opts: ReporterOptions = {}): Reporter {
             clearOnComplete: false,
             etaBuffer: 50,
           },
-          cliProgress.Presets.shades_classic,
+          bars.Presets.shades_classic,
         );
         bar = b;
         const payload = (d: number) => ({

@@ -5,7 +5,7 @@
  */
 import type { Repository, BackupRef } from '../repo/repository.js';
 import { packKey } from '../repo/pack.js';
-import { CodecPool } from '../repo/codec-pool.js';
+import { CodecPool, SharedReads } from '../repo/codec-pool.js';
 import { BufferPool, view } from '../backup/buffer-pool.js';
 import { openRestoreSink, type RestoreSink } from '../device/sink.js';
 import { lockRestoreTarget, refuseTargetBeingBackedUp } from './target-guard.js';
@@ -88,6 +88,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
     const window = new Set<Promise<void>>();
     let failure: unknown;
     const readAhead = opts.readAhead ?? 4;
+    const reads = new SharedReads(readAhead);
     for (const op of ops) {
       if (failure) break;
       if (opts.signal?.aborted) {
@@ -103,7 +104,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
               zeroBytes += op.length;
               progress(op.length);
             })
-          : restoreRead(opts.repo, op, sink, pool, buffers, progress, onDamage).then((n) => {
+          : restoreRead(opts.repo, op, sink, pool, buffers, reads, progress, onDamage).then((n) => {
               bytesFetched += n;
             });
       const p: Promise<void> = work
@@ -159,46 +160,55 @@ async function restoreRead(
   sink: RestoreSink,
   pool: CodecPool,
   buffers: BufferPool,
+  reads: SharedReads,
   progress: (n: number) => void,
   onDamage?: (offset: number, length: number, problem: string) => Promise<void>,
 ): Promise<number> {
   const key = packKey(op.packId);
-  let data: Buffer;
+  // read straight into memory the workers read in place; it goes back once every chunk settled
+  const shared = reads.acquire(op.length);
   try {
-    data = await repo.target.get(key, { offset: op.offset, length: op.length });
-  } catch (e) {
-    if (!(e instanceof ObjectMissingError)) throw e;
-    const problem = `pack ${op.packId} is missing`;
-    if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(op.chunks)} cannot be restored`);
-    for (const c of op.chunks) await onDamage(c.deviceOffset, c.plainLength, problem);
-    return 0;
-  }
-  if (data.length !== op.length) {
-    // the pack ends early: the chunks whose envelopes lie past its end are lost
-    const lost = op.chunks.filter((c) => c.at + c.length > data.length);
-    const problem = `pack ${op.packId} is truncated (${op.offset + data.length} bytes, needs ${op.offset + op.length})`;
-    if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(lost)} cannot be restored`);
-    for (const c of lost) await onDamage(c.deviceOffset, c.plainLength, problem);
-  }
-  await Promise.all(
-    op.chunks.map(async (c) => {
-      if (c.at + c.length > data.length) return; // lost above
-      const dest = await buffers.acquire();
-      const env = new Uint8Array(data.subarray(c.at, c.at + c.length)).buffer; // own buffer, to transfer
-      const r = await pool.open(env, dest.ab, dest.offset, c.id, c.plainLength);
-      try {
-        if (r.error) {
-          const problem = `chunk ${c.id.toString('hex').slice(0, 16)} in pack ${op.packId} is damaged (${r.error})`;
-          if (!onDamage) throw new CorruptError(`${problem}: ${deviceBytes(c.deviceOffset, c.plainLength)}`);
-          await onDamage(c.deviceOffset, c.plainLength, problem);
-          return;
+    let data: Buffer;
+    try {
+      data = await repo.target.get(key, { offset: op.offset, length: op.length }, new Uint8Array(shared, 0, op.length));
+    } catch (e) {
+      if (!(e instanceof ObjectMissingError)) throw e;
+      const problem = `pack ${op.packId} is missing`;
+      if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(op.chunks)} cannot be restored`);
+      for (const c of op.chunks) await onDamage(c.deviceOffset, c.plainLength, problem);
+      return 0;
+    }
+    if (data.length !== op.length) {
+      // the pack ends early: the chunks whose envelopes lie past its end are lost
+      const lost = op.chunks.filter((c) => c.at + c.length > data.length);
+      const problem = `pack ${op.packId} is truncated (${op.offset + data.length} bytes, needs ${op.offset + op.length})`;
+      if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(lost)} cannot be restored`);
+      for (const c of lost) await onDamage(c.deviceOffset, c.plainLength, problem);
+    }
+    // every chunk settles before the bytes go back for another read: a worker may still read them
+    const settled = await Promise.allSettled(
+      op.chunks.map(async (c) => {
+        if (c.at + c.length > data.length) return; // lost above
+        const dest = await buffers.acquire();
+        const r = await pool.open(shared, c.at, c.length, dest.ab, dest.offset, c.id, c.plainLength);
+        try {
+          if (r.error) {
+            const problem = `chunk ${c.id.toString('hex').slice(0, 16)} in pack ${op.packId} is damaged (${r.error})`;
+            if (!onDamage) throw new CorruptError(`${problem}: ${deviceBytes(c.deviceOffset, c.plainLength)}`);
+            await onDamage(c.deviceOffset, c.plainLength, problem);
+            return;
+          }
+          await sink.write(view({ ab: r.dest, offset: dest.offset }, c.plainLength), c.plainLength, c.deviceOffset);
+          progress(c.plainLength);
+        } finally {
+          buffers.release(r.dest);
         }
-        await sink.write(view({ ab: r.dest, offset: dest.offset }, c.plainLength), c.plainLength, c.deviceOffset);
-        progress(c.plainLength);
-      } finally {
-        buffers.release(r.dest);
-      }
-    }),
-  );
-  return data.length;
+      }),
+    );
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return data.length;
+  } finally {
+    reads.release(shared);
+  }
 }

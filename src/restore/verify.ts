@@ -5,7 +5,7 @@
  */
 import type { Repository, BackupRef } from '../repo/repository.js';
 import { packIdFromKey, packKey } from '../repo/pack.js';
-import { CodecPool } from '../repo/codec-pool.js';
+import { CodecPool, SharedReads } from '../repo/codec-pool.js';
 import { BufferPool } from '../backup/buffer-pool.js';
 import { BackupNotFoundError, CorruptError } from '../errors.js';
 import { ObjectMissingError } from '../storage/target.js';
@@ -105,6 +105,7 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
   if (opts.readData) {
     const pool = new CodecPool();
     const buffers = new BufferPool(repo.config.chunkSize, pool.size * 2);
+    const reads = new SharedReads(1, repo.config.packSize + 2 * repo.config.chunkSize); // a pack and its last envelope
     const total = [...packs.keys()].filter((p) => sizes.has(p)).reduce((n, p) => n + sizes.get(p)!, 0);
     const phase = opts.reporter.phase('verify data', total);
     try {
@@ -122,16 +123,20 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
           throw e;
         }
         bytesRead += data.length;
-        await Promise.all(
+        const shared = reads.share(data);
+        const settled = await Promise.allSettled(
           [...m.values()].map(async (r) => {
             if (r.offset + r.length > data.length) return; // already reported as truncated
             const dest = await buffers.acquire();
-            const res = await pool.open(new Uint8Array(data.subarray(r.offset, r.offset + r.length)).buffer, dest.ab, dest.offset, r.id, r.plainLength);
+            const res = await pool.open(shared, r.offset, r.length, dest.ab, dest.offset, r.id, r.plainLength);
             buffers.release(res.dest);
             chunksChecked++;
             if (res.error) damage(r.users, `chunk ${r.id.toString('hex').slice(0, 16)} in pack ${packId} at offset ${r.offset}: ${res.error}`);
           }),
         );
+        reads.release(shared); // every chunk has settled: no worker reads it any more
+        const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
         phase.update(bytesRead);
       }
     } finally {

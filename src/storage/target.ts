@@ -34,8 +34,12 @@ export interface Target {
    * one, never a part; once put resolves, the object is durable.
    */
   put(key: string, body: Uint8Array | readonly Uint8Array[], opts?: PutOptions): Promise<void>;
-  /** Read a whole object or a byte range of it. Missing → ObjectMissingError. */
-  get(key: string, range?: ByteRange): Promise<Buffer>;
+  /**
+   * Read a whole object or a byte range of it. Missing → ObjectMissingError. With `into` (only
+   * with a range; at least range.length bytes) the bytes are read into it and the result is a view
+   * of it: a caller that reads much reuses its memory.
+   */
+  get(key: string, range?: ByteRange, into?: Uint8Array): Promise<Buffer>;
   /** Size and time of an object, or undefined when it does not exist. */
   stat(key: string): Promise<ObjectInfo | undefined>;
   /** Every object whose key starts with prefix, in no particular order. */

@@ -15,7 +15,7 @@ import { tempDir } from '../support/env.js';
 import { decodeIndex, encodeIndex, ENTRY_DATA, IndexEntries, IndexFormatError, type BackupIndex } from '../../src/repo/index-file.js';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, openEnvelope, EnvelopeError, ENVELOPE_HEADER_SIZE, FLAG_ZSTD } from '../../src/repo/envelope.js';
 import { decodePackEntries, decodePackFooter, encodePackTrailer, PackFormatError, PACK_ENTRY_SIZE, PACK_FOOTER_SIZE } from '../../src/repo/pack.js';
-import { CodecPool } from '../../src/repo/codec-pool.js';
+import { CodecPool, SharedReads } from '../../src/repo/codec-pool.js';
 import { LocalTarget } from '../../src/storage/local/local-target.js';
 import { Repository } from '../../src/repo/repository.js';
 import { CorruptError } from '../../src/errors.js';
@@ -141,8 +141,10 @@ test(`fuzz: 400 damaged chunks with a valid CRC go through zstd in the workers a
       // the CRC is made right again: only the decompression and the SHA-256 can catch the damage
       const header = encodeEnvelopeHeader(s.id, FLAG_ZSTD, CHUNK, payload);
       assert.equal(header.readUInt32LE(16), crc32(payload, crc32(header.subarray(20, ENVELOPE_HEADER_SIZE), crc32(header.subarray(0, 16)))));
-      const env = new Uint8Array(Buffer.concat([header, payload])).buffer;
-      const r = await pool.open(env, destBuf, 0, s.id, CHUNK);
+      const env = Buffer.concat([header, payload]);
+      // the envelope at an offset inside a larger read, as a restore hands it over
+      const source = new SharedReads(1).share(Buffer.concat([Buffer.alloc(7, 0xee), env, Buffer.alloc(5, 0xee)]));
+      const r = await pool.open(source, 7, env.length, destBuf, 0, s.id, CHUNK);
       destBuf = r.dest;
       if (r.error === undefined) {
         assert.ok(Buffer.from(r.dest, 0, CHUNK).equals(s.plain), `iteration ${iter}: accepted, so it must be the chunk`);

@@ -161,6 +161,23 @@ export function targetConformance(name: string, make: MakeTarget, opts: Conforma
           }));
       }
 
+      test('reads a range into a caller\'s buffer (also shared memory): the result is a view of it', () =>
+        withTarget(async (t) => {
+          const body = randomBytes(size);
+          await t.put('obj', body);
+          for (const into of [new Uint8Array(20_000), new Uint8Array(new SharedArrayBuffer(20_000), 100, 15_000)]) {
+            const got = await t.get('obj', { offset: 1234, length: 10_000 }, into);
+            assert.deepEqual(Buffer.from(got), body.subarray(1234, 11_234));
+            assert.equal(got.buffer, into.buffer, 'read into the buffer given');
+            assert.equal(got.byteOffset, into.byteOffset);
+            // a range past the end: what there is, no more
+            const tail = await t.get('obj', { offset: size - 10, length: 100 }, into);
+            assert.deepEqual(Buffer.from(tail), body.subarray(size - 10));
+          }
+          await assert.rejects(t.get('obj', { offset: 0, length: 100 }, new Uint8Array(99)), /needs a range that fits/);
+          await assert.rejects(t.get('obj', undefined, new Uint8Array(size)), /needs a range that fits/);
+        }));
+
       test('reads ranges of an object stored from parts', () =>
         withTarget(async (t) => {
           const parts = Array.from({ length: 50 }, () => randomBytes(1000));

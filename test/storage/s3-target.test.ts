@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, CreateMultipartUploadCommand } from '@aws-sdk/client-s3';
 import { S3Target } from '../../src/storage/s3/s3-target.js';
 import { makeS3Client, parseS3Url, resolveEndpoint } from '../../src/storage/s3/s3-config.js';
-import { openS3Target } from '../../src/storage/open.js';
+import { openS3Target } from '../../src/storage/s3/open-s3.js';
 import { ObjectMissingError } from '../../src/storage/target.js';
 import { BkpError, ExitCode } from '../../src/errors.js';
 import { targetConformance } from './conformance.js';

@@ -79,7 +79,8 @@ export class LocalTarget implements Target {
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
+  async get(key: string, range?: ByteRange, into?: Uint8Array): Promise<Buffer> {
+    if (into && (!range || into.length < range.length)) throw new Error('get into a buffer needs a range that fits it');
     const f = this.file(key);
     let fh;
     try {
@@ -91,7 +92,7 @@ export class LocalTarget implements Target {
     try {
       if (!(await fh.stat()).isFile()) throw new ObjectMissingError(key, this.location); // a prefix of other keys
       if (!range) return await fh.readFile();
-      const buf = Buffer.allocUnsafe(range.length);
+      const buf = into ? Buffer.from(into.buffer, into.byteOffset, range.length) : Buffer.allocUnsafe(range.length);
       let done = 0;
       while (done < range.length) {
         const { bytesRead } = await fh.read(buf, done, range.length - done, range.offset + done);

@@ -27,10 +27,6 @@ export interface S3Location {
   prefix: string;
 }
 
-export function isS3Url(repo: string): boolean {
-  return /^s3:\/\//i.test(repo);
-}
-
 /** Parses s3://BUCKET[/PREFIX]; rejects what S3 would refuse, with the reason. */
 export function parseS3Url(url: string): S3Location {
   const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/i.exec(url);

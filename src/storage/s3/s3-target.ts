@@ -242,7 +242,8 @@ export class S3Target implements Target {
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
+  async get(key: string, range?: ByteRange, into?: Uint8Array): Promise<Buffer> {
+    if (into && (!range || into.length < range.length)) throw new Error('get into a buffer needs a range that fits it');
     const k = this.key(key);
     if (range && range.length === 0) {
       if (!(await this.stat(key))) throw new ObjectMissingError(key, this.location);
@@ -259,8 +260,13 @@ export class S3Target implements Target {
             }),
           );
           if (range && !r.ContentRange) throw new RangeIgnoredError(this.opts.endpointLabel);
-          const bytes = await r.Body!.transformToByteArray();
-          const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+          let buf: Buffer;
+          if (into) {
+            buf = await readBodyInto(r.Body as AsyncIterable<Uint8Array>, into, range!.length);
+          } else {
+            const bytes = await r.Body!.transformToByteArray();
+            buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+          }
           const want = range ? Math.min(range.length, Math.max(0, rangeTotal(r.ContentRange) - range.offset)) : r.ContentLength;
           if (want !== undefined && buf.length !== want) throw new ShortReadError(buf.length, want);
           return buf;
@@ -408,4 +414,15 @@ function slices(parts: readonly Uint8Array[], size: number, partSize: number): U
   }
   if (curLen > 0 || size === 0) out.push(cur);
   return out;
+}
+
+/** Copies a response body into `into`; more than `max` bytes is an error (a short body is the caller's check). */
+async function readBodyInto(body: AsyncIterable<Uint8Array>, into: Uint8Array, max: number): Promise<Buffer> {
+  let n = 0;
+  for await (const part of body) {
+    if (n + part.length > max) throw new Error(`the server sent more than the ${max} bytes asked for`);
+    into.set(part, n);
+    n += part.length;
+  }
+  return Buffer.from(into.buffer, into.byteOffset, n);
 }
