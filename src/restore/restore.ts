@@ -190,7 +190,10 @@ async function restoreRead(
       op.chunks.map(async (c) => {
         if (c.at + c.length > data.length) return; // lost above
         const dest = await buffers.acquire();
-        const r = await pool.open(shared, c.at, c.length, dest.ab, dest.offset, c.id, c.plainLength);
+        const r = await pool.open(shared, c.at, c.length, dest.ab, dest.offset, c.id, c.plainLength).catch((e: unknown) => {
+          buffers.abort(e); // the buffer died with the worker: wake the chunks waiting for one
+          throw e;
+        });
         try {
           if (r.error) {
             const problem = `chunk ${c.id.toString('hex').slice(0, 16)} in pack ${op.packId} is damaged (${r.error})`;

@@ -128,7 +128,10 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
           [...m.values()].map(async (r) => {
             if (r.offset + r.length > data.length) return; // already reported as truncated
             const dest = await buffers.acquire();
-            const res = await pool.open(shared, r.offset, r.length, dest.ab, dest.offset, r.id, r.plainLength);
+            const res = await pool.open(shared, r.offset, r.length, dest.ab, dest.offset, r.id, r.plainLength).catch((e: unknown) => {
+              buffers.abort(e); // the buffer died with the worker: wake the chunks waiting for one
+              throw e;
+            });
             buffers.release(res.dest);
             chunksChecked++;
             if (res.error) damage(r.users, `chunk ${r.id.toString('hex').slice(0, 16)} in pack ${packId} at offset ${r.offset}: ${res.error}`);

@@ -373,9 +373,10 @@ class RangeIgnoredError extends StorageUnreachableError {
   }
 }
 
+/** A body of the wrong length (cut short, or longer than asked): read again. */
 class ShortReadError extends Error {
   constructor(got: number, want: number) {
-    super(`short read: ${got} of ${want} bytes`);
+    super(`${got < want ? 'short' : 'long'} read: ${got} of ${want} bytes`);
   }
 }
 
@@ -420,7 +421,7 @@ function slices(parts: readonly Uint8Array[], size: number, partSize: number): U
 async function readBodyInto(body: AsyncIterable<Uint8Array>, into: Uint8Array, max: number): Promise<Buffer> {
   let n = 0;
   for await (const part of body) {
-    if (n + part.length > max) throw new Error(`the server sent more than the ${max} bytes asked for`);
+    if (n + part.length > max) throw new ShortReadError(n + part.length, max);
     into.set(part, n);
     n += part.length;
   }
