@@ -5,9 +5,9 @@
  * registered table (the newest index of each device, and the index a backup is building), and
  * the id, pack and offset are read from that entry. With open addressing at most half full, a
  * device of a million chunks costs 16–32 MB here, on top of its index table (56 MB) that the
- * backup holds anyway. Locations added one by one go to a table of the map's own.
+ * backup holds anyway.
  */
-import { IndexEntries } from './index-file.js';
+import type { IndexEntries } from './index-file.js';
 
 export interface ChunkLocation {
   packId: string;
@@ -28,15 +28,12 @@ export class ChunkMap {
   private count = 0;
   private readonly sources: EntrySource[] = [];
   private readonly sourceNumbers = new Map<EntrySource, number>();
-  /** The map's own table, for locations added with `add`. */
-  private own = { entries: IndexEntries.alloc(64), packs: [] as string[], used: 0, packRefs: new Map<string, number>() };
 
   constructor(initialSlots = 1024) {
     let n = 1024;
     while (n < initialSlots) n *= 2;
     this.slots = new Uint32Array(n * 2);
     this.mask = n - 1;
-    this.sources.push(this.own);
   }
 
   get size(): number {
@@ -75,24 +72,6 @@ export class ChunkMap {
       this.sourceNumbers.set(source, n);
     }
     this.insert(source.entries.id(i), n, i);
-  }
-
-  /** Records a location; a chunk already known keeps its first location. */
-  add(id: Uint8Array, loc: ChunkLocation): void {
-    if (this.has(id)) return;
-    const own = this.own;
-    if (own.used === own.entries.length) {
-      const grown = IndexEntries.alloc(own.entries.length * 2);
-      own.entries.table.copy(grown.table);
-      own.entries = grown;
-    }
-    let ref = own.packRefs.get(loc.packId);
-    if (ref === undefined) {
-      ref = own.packs.push(loc.packId) - 1;
-      own.packRefs.set(loc.packId, ref);
-    }
-    own.entries.setData(own.used, ref, loc.offset, loc.length, 0, id);
-    this.insert(id, 1, own.used++);
   }
 
   private insert(id: Uint8Array, source: number, i: number): void {

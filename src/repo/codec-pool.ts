@@ -88,7 +88,7 @@ export class CodecPool {
 
   /**
    * Check, decompress and verify the envelope at `source[at, at + length)` into `dest` at
-   * `destOffset`. `source` holds a whole pack read (see shareBytes): workers read it in place.
+   * `destOffset`. `source` holds a whole pack read (see SharedReads): workers read it in place.
    */
   async open(source: SharedArrayBuffer, at: number, length: number, dest: ArrayBuffer, destOffset: number, expectId: Buffer, plainLength: number): Promise<OpenResult> {
     const req: WorkerRequest = { op: 'open', seq: ++this.seq, source, at, length, dest, destOffset, expectId: new Uint8Array(expectId), plainLength };

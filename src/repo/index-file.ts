@@ -117,10 +117,7 @@ export class IndexEntries implements Iterable<IndexEntry> {
    */
   forWriting(): Buffer {
     for (let i = 0; i < this.length; i++) {
-      if (!this.isData(i) && !isClearZero(this.table, i * INDEX_ENTRY_SIZE)) {
-        const copy = this.clone();
-        return copy.table;
-      }
+      if (!this.isData(i) && !isClearZero(this.table, i * INDEX_ENTRY_SIZE)) return this.clone().table;
     }
     return this.table;
   }
