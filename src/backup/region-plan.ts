@@ -4,6 +4,7 @@
  * per region). A region is stored as a base (zero, or one chunk of the whole region) plus at most
  * one patch: a chunk holding the pieces named by a 64-bit mask. No I/O here.
  */
+import { patchRuns } from '../repo/index-file.js';
 
 export const MAX_PIECES_PER_REGION = 64;
 
@@ -55,22 +56,7 @@ export function popcount(mask: bigint): number {
  * device order. A run never leaves its region.
  */
 export function maskRuns(g: RegionGeometry, r: number, mask: bigint): ByteRun[] {
-  const out: ByteRun[] = [];
-  const base = r * g.regionSize;
-  const end = base + regionLength(g, r);
-  const n = pieceCount(g, r);
-  let p = 0;
-  while (p < n) {
-    if (((mask >> BigInt(p)) & 1n) === 0n) {
-      p++;
-      continue;
-    }
-    const first = p;
-    while (p < n && ((mask >> BigInt(p)) & 1n) === 1n) p++;
-    const offset = base + first * g.pieceSize;
-    out.push({ offset, length: Math.min(end, base + p * g.pieceSize) - offset });
-  }
-  return out;
+  return patchRuns(r * g.regionSize, mask, g.pieceSize, regionLength(g, r));
 }
 
 /** Bytes covered by the pieces of `mask` in region `r`. */

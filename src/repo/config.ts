@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { CorruptError, UsageError } from '../errors.js';
 
 export const REPO_FORMAT = 'bkp-repository';
-export const REPO_VERSION = 1;
+export const REPO_VERSION = 2;
 export const CONFIG_KEY = 'config';
 export const MIN_CHUNK_SIZE = 64 * 1024;
 export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
@@ -26,9 +26,7 @@ export interface RepoConfig {
 
 export function newRepoConfig(opts: { chunkSize?: number; packSize?: number; compressionLevel?: number } = {}): RepoConfig {
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE || chunkSize % 4096 !== 0) {
-    throw new UsageError(`chunk size must be a multiple of 4 KiB between 64 KiB and 64 MiB (got ${chunkSize})`);
-  }
+  if (!validChunkSize(chunkSize)) throw new UsageError(`chunk size must be a power of two from 64 KiB to 64 MiB (got ${chunkSize})`);
   const packSize = opts.packSize ?? DEFAULT_PACK_SIZE;
   if (!Number.isInteger(packSize) || packSize < chunkSize || packSize > 1024 * 1024 * 1024) {
     throw new UsageError(`pack size must be between the chunk size and 1 GiB (got ${packSize})`);
@@ -46,6 +44,11 @@ export function newRepoConfig(opts: { chunkSize?: number; packSize?: number; com
   };
 }
 
+/** Regions are cut into at most 64 pieces of a power-of-two size: the chunk size is a power of two too. */
+function validChunkSize(n: number): boolean {
+  return Number.isInteger(n) && n >= MIN_CHUNK_SIZE && n <= MAX_CHUNK_SIZE && (n & (n - 1)) === 0;
+}
+
 export function checkCompressionLevel(level: number): void {
   if (!Number.isInteger(level) || level < 1 || level > 19) throw new UsageError(`compression level must be 1 to 19 (got ${level})`);
 }
@@ -59,8 +62,6 @@ export function parseRepoConfig(buf: Buffer, location: string): RepoConfig {
   }
   if (c?.format !== REPO_FORMAT) throw new CorruptError(`${location} is not a bkp repository (config has no bkp format marker)`);
   if (c.version !== REPO_VERSION) throw new CorruptError(`repository ${location} has format version ${c.version}; this bkp reads version ${REPO_VERSION}`);
-  if (!Number.isInteger(c.chunkSize) || c.chunkSize < MIN_CHUNK_SIZE || c.chunkSize > MAX_CHUNK_SIZE) {
-    throw new CorruptError(`repository config in ${location} has an invalid chunk size`);
-  }
+  if (!validChunkSize(c.chunkSize)) throw new CorruptError(`repository config in ${location} has an invalid chunk size`);
   return c;
 }

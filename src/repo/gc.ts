@@ -68,12 +68,12 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
   const live = new Map<string, Map<number, { length: number; id: Buffer; plainLength: number }>>();
   for (const { index } of indexes) {
     const t = index.entries;
-    for (let i = 0; i < t.length; i++) {
-      if (!t.isData(i)) continue;
-      const p = index.packs[t.packOrdinal(i)]!;
+    for (let r = 0; r < t.length * 2; r++) {
+      if (!t.hasRef(r)) continue;
+      const p = index.packs[t.refPack(r)]!;
       let m = live.get(p);
       if (!m) live.set(p, (m = new Map()));
-      m.set(t.offset(i), { length: t.envelopeLength(i), id: t.id(i), plainLength: t.plainLength(i) });
+      m.set(t.refOffset(r), { length: t.refLength(r), id: t.refId(r), plainLength: t.refPlain(r) });
     }
   }
   const threshold = opts.repackBelow ?? 0.5;
@@ -127,12 +127,12 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
         return o;
       };
       const entries = index.entries.clone();
-      for (let i = 0; i < entries.length; i++) {
-        if (!entries.isData(i)) continue;
-        const p = index.packs[entries.packOrdinal(i)]!;
-        const to = moved.get(`${p}:${entries.offset(i)}`);
-        if (to) entries.setData(i, ordinal(to.packId), to.offset, to.length, entries.plainLength(i), entries.id(i));
-        else entries.setPackOrdinal(i, ordinal(p));
+      for (let r = 0; r < entries.length * 2; r++) {
+        if (!entries.hasRef(r)) continue;
+        const p = index.packs[entries.refPack(r)]!;
+        const to = moved.get(`${p}:${entries.refOffset(r)}`);
+        if (to) entries.relocate(r, ordinal(to.packId), to.offset, to.length);
+        else entries.setRefPack(r, ordinal(p));
       }
       await opts.checkLock?.();
       await repo.replaceIndex({ header: index.header, packs, entries });

@@ -198,8 +198,8 @@ export class Repository {
           throw e;
         }
         const t = idx.entries;
-        for (let i = 0; i < t.length; i++) {
-          if (t.isData(i) && present.has(idx.packs[t.packOrdinal(i)]!)) map.addEntry(idx, i);
+        for (let r = 0; r < t.length * 2; r++) {
+          if (t.hasRef(r) && present.has(idx.packs[t.refPack(r)]!)) map.addRef(idx, r);
         }
       }
       return map;

@@ -19,13 +19,14 @@ const GEN_B = 'b'.repeat(32);
 function header(over: { size?: number; chunkSize?: number; cbt?: CbtState | null; backupId?: string } = {}): IndexHeader {
   const size = over.size ?? GiB;
   return {
-    formatVersion: 1,
+    formatVersion: 2,
     backupId: over.backupId ?? '20260101T000000Z-prev',
     kind: 'full',
     device: { key: 'dev-sda1', path: '/dev/sda1', size, logicalBlockSize: 512, fsType: null, fsUuid: null },
     time: '2026-01-01T00:00:00.000Z',
     toolVersion: '0.1.0',
     chunkSize: over.chunkSize ?? 4 * MiB,
+    pieceSize: 64 * 1024,
     parent: null,
     snapshot: over.cbt !== null,
     cbt: over.cbt === undefined ? { generationId: GEN_A, snapNumber: 7, blockSize: 65536, blockCount: 16384 } : over.cbt,
