@@ -26,6 +26,8 @@ export interface PlannedChunk {
   length: number;
   /** For a patch: the device runs its plaintext goes to, in order (their lengths add up to plainLength). */
   runs?: Array<{ offset: number; length: number }>;
+  /** For a base under a patch: the device runs it alone provides (what is lost if it is damaged). */
+  uncovered?: Array<{ offset: number; length: number }>;
 }
 
 export interface PackRead {
@@ -81,6 +83,7 @@ function* pass(index: BackupIndex, slot: 0 | 1, maxReadBytes: number): Generator
     const length = e.refLength(r);
     const chunk: PlannedChunk = { index: i, deviceOffset, plainLength: e.refPlain(r), id: e.refId(r), at: 0, length };
     if (slot === 1) chunk.runs = patchRuns(deviceOffset, e.patchMask(i), pieceSize, e.regionLength(i));
+    else if (e.hasPatch(i)) chunk.uncovered = patchRuns(deviceOffset, ~e.patchMask(i) & ((1n << 64n) - 1n), pieceSize, e.regionLength(i));
     if (last && last.packId === packId && last.offset + last.length === offset && last.length + length <= maxReadBytes) {
       chunk.at = last.length;
       last.chunks.push(chunk);

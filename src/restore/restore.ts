@@ -82,7 +82,8 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const onDamage = opts.ignoreErrors
     ? async (offset: number, length: number, problem: string) => {
         damaged.push({ offset, length, problem });
-        await sink.zero(offset, length);
+        // a lost patch lies over a base already written: its bytes must not stay
+        await sink.zero(offset, length, { overwrite: true });
         progress(length);
       }
     : undefined;
@@ -141,7 +142,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
  */
 function rangesText(chunks: readonly PlannedChunk[]): string {
   const ranges: Array<{ offset: number; end: number }> = [];
-  for (const t of chunks.flatMap(deviceRuns).sort((a, b) => a.offset - b.offset)) {
+  for (const t of chunks.flatMap(lostRuns).sort((a, b) => a.offset - b.offset)) {
     const last = ranges[ranges.length - 1];
     if (last && last.end === t.offset) last.end += t.length;
     else ranges.push({ offset: t.offset, end: t.offset + t.length });
@@ -165,6 +166,9 @@ const deviceBytes = (offset: number, length: number) => `device bytes ${offset}-
 /** Where a planned chunk's plaintext goes on the device: the whole region, or a patch's runs. */
 const deviceRuns = (c: PlannedChunk): Array<{ offset: number; length: number }> => c.runs ?? [{ offset: c.deviceOffset, length: c.plainLength }];
 
+/** The device bytes lost when a planned chunk cannot be read: a base under a patch loses only what the patch does not cover. */
+const lostRuns = (c: PlannedChunk): Array<{ offset: number; length: number }> => c.uncovered ?? deviceRuns(c);
+
 async function restoreRead(
   repo: Repository,
   op: PackRead,
@@ -186,7 +190,7 @@ async function restoreRead(
       if (!(e instanceof ObjectMissingError)) throw e;
       const problem = `pack ${op.packId} is missing`;
       if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(op.chunks)} cannot be restored`);
-      for (const c of op.chunks) for (const t of deviceRuns(c)) await onDamage(t.offset, t.length, problem);
+      for (const c of op.chunks) for (const t of lostRuns(c)) await onDamage(t.offset, t.length, problem);
       return 0;
     }
     if (data.length !== op.length) {
@@ -194,7 +198,7 @@ async function restoreRead(
       const lost = op.chunks.filter((c) => c.at + c.length > data.length);
       const problem = `pack ${op.packId} is truncated (${op.offset + data.length} bytes, needs ${op.offset + op.length})`;
       if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(lost)} cannot be restored`);
-      for (const c of lost) for (const t of deviceRuns(c)) await onDamage(t.offset, t.length, problem);
+      for (const c of lost) for (const t of lostRuns(c)) await onDamage(t.offset, t.length, problem);
     }
     // every chunk settles before the bytes go back for another read: a worker may still read them
     const settled = await Promise.allSettled(
@@ -209,7 +213,7 @@ async function restoreRead(
           if (r.error) {
             const problem = `chunk ${c.id.toString('hex').slice(0, 16)} in pack ${op.packId} is damaged (${r.error})`;
             if (!onDamage) throw new CorruptError(`${problem}: ${rangesText([c])}`);
-            for (const t of deviceRuns(c)) await onDamage(t.offset, t.length, problem);
+            for (const t of lostRuns(c)) await onDamage(t.offset, t.length, problem);
             return;
           }
           const plain = view({ ab: r.dest, offset: dest.offset }, c.plainLength);

@@ -95,7 +95,11 @@ function applyPlan(index: BackupIndex, ops: RestoreOp[], maxReadBytes: number): 
       assert.equal(c.plainLength, e.refPlain(r));
       assert.deepEqual(c.id, e.refId(r));
       if (slot === 1) assert.deepEqual(c.runs, patchRuns(c.deviceOffset, e.patchMask(c.index), pieceSize, e.regionLength(c.index)));
-      else assert.equal(c.runs, undefined);
+      else {
+        assert.equal(c.runs, undefined);
+        const rest = ~e.patchMask(c.index) & ((1n << 64n) - 1n);
+        assert.deepEqual(c.uncovered, e.hasPatch(c.index) ? patchRuns(c.deviceOffset, rest, pieceSize, e.regionLength(c.index)) : undefined);
+      }
       filled[slot]![c.index]!++;
       cursor = c.deviceOffset + e.regionLength(c.index);
       expectAt += c.length;
