@@ -107,7 +107,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
 
   let done = 0;
   // two reads in flight keep the device busy while the previous chunk is being handed over
-  const reads = pLimit(Number(process.env.BKP_READS ?? 2));
+  const reads = pLimit(2);
   const readChunk = async (pb: PoolBuffer, offset: number, length: number): Promise<void> => {
     let got: number;
     try {
