@@ -13,7 +13,7 @@ import { BufferPool, view, type PoolBuffer } from './buffer-pool.js';
 import { chunkCount, chunkRange } from './plan.js';
 import { BkpError, InterruptedError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
-import { crashPoint } from '../faults.js';
+import { crashPoint, pausePoint } from '../faults.js';
 
 export interface DeviceBackupRequest {
   repo: Repository;
@@ -195,6 +195,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     stats,
   };
   const index: BackupIndex = compactPacks({ header, packs, entries });
+  await pausePoint('chunks-stored');
   await req.beforeCommit?.();
   if (req.signal?.aborted) throw new InterruptedError('interrupted');
   crashPoint('before-commit');

@@ -234,7 +234,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           onProgress: (b) => phase.update(b),
           beforeCommit: async () => {
             await lock.assertHeld();
-            session?.assertIntact(device);
+            await session?.assertIntact(device);
           },
         });
         phase.done();
