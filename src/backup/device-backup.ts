@@ -9,7 +9,7 @@ import type { PackWriter } from '../repo/pack-writer.js';
 import type { Repository } from '../repo/repository.js';
 import { IndexEntries, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexHeader } from '../repo/index-file.js';
 import pLimit from 'p-limit';
-import { BufferPool, view, type PoolBuffer } from './buffer-pool.js';
+import { BufferPool, view, type PoolBuffer } from '../shared/buffer-pool.js';
 import { chunkCount, chunkRange } from './plan.js';
 import { BkpError, InterruptedError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
