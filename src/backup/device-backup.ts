@@ -9,11 +9,11 @@ import type { PackWriter } from '../repo/pack-writer.js';
 import type { Repository } from '../repo/repository.js';
 import { IndexEntries, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexHeader } from '../repo/index-file.js';
 import pLimit from 'p-limit';
-import { BufferPool, view, type PoolBuffer } from './buffer-pool.js';
+import { BufferPool, view, type PoolBuffer } from '../shared/buffer-pool.js';
 import { chunkCount, chunkRange } from './plan.js';
 import { BkpError, InterruptedError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
-import { crashPoint } from '../faults.js';
+import { crashPoint, pausePoint } from '../faults.js';
 
 export interface DeviceBackupRequest {
   repo: Repository;
@@ -107,7 +107,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
 
   let done = 0;
   // two reads in flight keep the device busy while the previous chunk is being handed over
-  const reads = pLimit(Number(process.env.BKP_READS ?? 2));
+  const reads = pLimit(2);
   const readChunk = async (pb: PoolBuffer, offset: number, length: number): Promise<void> => {
     let got: number;
     try {
@@ -195,6 +195,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     stats,
   };
   const index: BackupIndex = compactPacks({ header, packs, entries });
+  await pausePoint('chunks-stored');
   await req.beforeCommit?.();
   if (req.signal?.aborted) throw new InterruptedError('interrupted');
   crashPoint('before-commit');

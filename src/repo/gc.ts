@@ -72,7 +72,10 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
       if (!t.isData(i)) continue;
       const p = index.packs[t.packOrdinal(i)]!;
       let m = live.get(p);
-      if (!m) live.set(p, (m = new Map()));
+      if (!m) {
+        m = new Map();
+        live.set(p, m);
+      }
       m.set(t.offset(i), { length: t.envelopeLength(i), id: t.id(i), plainLength: t.plainLength(i) });
     }
   }
