@@ -20,8 +20,8 @@
 import { mkdirSync, rmSync, openSync, closeSync, readSync, writeSync, ftruncateSync, writeFileSync, readFileSync, readdirSync, statSync, copyFileSync, unlinkSync, existsSync } from 'node:fs';
 import { hash } from 'node:crypto';
 import { join, resolve, dirname } from 'node:path';
-import { MiB, root, bkp, parseArgs, size, sh, dropCaches, timed, du, machine, mulberry32, median } from './lib.mjs';
-import { BlksnapFake } from '../dist/src/blksnap/fake.js';
+import { MiB, root, bkp, bkpWithFake, parseArgs, size, sh, dropCaches, timed, du, machine, mulberry32, median } from './lib.mjs';
+import { BlksnapFake } from '../dist/test/support/blksnap/fake.js';
 
 const args = parseArgs(process.argv.slice(2));
 const SIZE_ARG = args.size ?? '2G';
@@ -299,6 +299,7 @@ function run(key, label, cmd, { env = {}, bytes = SIZE, drop = true } = {}) {
   return rec;
 }
 const bkpCmd = (sub) => `node ${bkp} ${sub}`;
+const bkpFakeCmd = (sub) => `node ${bkpWithFake} ${sub}`;
 const ddRead = (dev) => `dd if=${dev} iflag=direct bs=4M status=none`;
 const ddWrite = (dev) => `dd of=${dev} bs=4M iflag=fullblock oflag=direct conv=fsync status=none`;
 
@@ -370,7 +371,7 @@ async function main() {
       run('borg1', 'borg create (zstd,3), first', `${ddRead(src)} | borg create --compression zstd,3 --stdin-name disk.img ${borgRepo}::first -`);
       cur.stored.borg1 = storedBytes(borgRepo);
     }
-    run('fullFake', 'bkp full (snapshot via blksnap fake)', bkpCmd(`full --device ${src} --repo ${repoCbt} ${diffArgs} --quiet --json`), { env: fakeEnv });
+    run('fullFake', 'bkp full (snapshot via blksnap fake)', bkpFakeCmd(`full --device ${src} --repo ${repoCbt} ${diffArgs} --quiet --json`), { env: fakeEnv });
     cur.stored.fullFake = storedBytes(repoCbt);
 
     // churn through the filesystem, then tell the fake's CBT which blocks changed
@@ -386,7 +387,7 @@ async function main() {
 
     // second backups
     run('anchor', 'bkp full (--no-snapshot), after churn', bkpCmd(`full --device ${src} --repo ${repoAnchor} --no-snapshot --quiet --json`));
-    const incr = run('incr', 'bkp incr (CBT via blksnap fake)', bkpCmd(`incr --device ${src} --repo ${repoCbt} ${diffArgs} --quiet --json`), { env: fakeEnv });
+    const incr = run('incr', 'bkp incr (CBT via blksnap fake)', bkpFakeCmd(`incr --device ${src} --repo ${repoCbt} ${diffArgs} --quiet --json`), { env: fakeEnv });
     const incrDev = JSON.parse(incr.stdout).devices[0];
     if (incrDev.method.mode !== 'cbt') throw new Error(`bkp incr did not use the CBT map: ${JSON.stringify(incrDev.method)}`);
     incr.detail = { bytesRead: incrDev.stats.bytesRead, bytesStored: incrDev.stats.bytesStored, cbtMarked: incrDev.method.cbtChangedBytes, changed: incrDev.method.changedBytes };
@@ -535,7 +536,7 @@ function markdown(diskInfo, s, env) {
   lines.push('');
   lines.push('```');
   const re = new RegExp(`${dir}/?`, 'g');
-  for (const row of s.rows) lines.push(`${row.key.padEnd(13)} ${row.cmd.replace(new RegExp(`node ${bkp}`, 'g'), 'bkp').replace(re, '').replace(/\/dev\/loop\d+/g, (m) => names.get(m) ?? m)}`);
+  for (const row of s.rows) lines.push(`${row.key.padEnd(13)} ${row.cmd.replace(new RegExp(`node (${bkp}|${bkpWithFake})`, 'g'), 'bkp').replace(re, '').replace(/\/dev\/loop\d+/g, (m) => names.get(m) ?? m)}`);
   lines.push('```');
   return lines.join('\n');
 }

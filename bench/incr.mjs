@@ -9,8 +9,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { MiB, root, bkp, parseArgs, size, sh, dropCaches, timed, makeImage, du, machine } from './lib.mjs';
-import { BlksnapFake } from '../dist/src/blksnap/fake.js';
+import { MiB, root, bkp, bkpWithFake, parseArgs, size, sh, dropCaches, timed, makeImage, du, machine } from './lib.mjs';
+import { BlksnapFake } from '../dist/test/support/blksnap/fake.js';
 
 const args = parseArgs(process.argv.slice(2));
 const SIZE = size(args.size ?? '1G');
@@ -50,13 +50,13 @@ try {
     const repo = join(dir, `repo-${cs}`);
     sh(`node ${bkp} init --repo ${repo} --chunk-size ${cs} --quiet`);
     dropCaches();
-    const full = timed(`node ${bkp} full --device ${dev} --repo ${repo} ${diffArgs} --quiet --json`, dir, env);
+    const full = timed(`node ${bkpWithFake} full --device ${dev} --repo ${repo} ${diffArgs} --quiet --json`, dir, env);
     const fullStats = JSON.parse(full.stdout).devices[0].stats;
     results.runs.push({ what: `bkp full (chunk ${cs}, snapshot)`, secs: full.secs, rss: full.rss, bytesRead: fullStats.bytesRead, bytesStored: fullStats.bytesStored, indexBytes: SIZE / size(cs) * 56 });
     for (const [pattern, extent] of [['random 4 KiB', 4096], ['clustered 256 KiB', 256 * 1024]]) {
       await churn(`${cs}/${pattern}`, 0.01, extent);
       dropCaches();
-      const inc = timed(`node ${bkp} incr --device ${dev} --repo ${repo} ${diffArgs} --quiet --json`, dir, env);
+      const inc = timed(`node ${bkpWithFake} incr --device ${dev} --repo ${repo} ${diffArgs} --quiet --json`, dir, env);
       const d = JSON.parse(inc.stdout).devices[0];
       results.runs.push({
         what: `bkp incr after 1% ${pattern} writes (chunk ${cs}, CBT)`,

@@ -8,6 +8,9 @@ import * as os from 'node:os';
 export const MiB = 1024 * 1024;
 export const root = new URL('..', import.meta.url).pathname;
 export const bkp = join(root, 'bin', 'bkp.js');
+// bkp with the tests' seams: BKP_BLKSNAP_FAKE=DIR runs it on the userspace blksnap fake (the
+// product binary has no fake); everything else is the same CLI
+export const bkpWithFake = join(root, 'dist', 'test', 'bin', 'bkp.js');
 
 export function parseArgs(argv) {
   const out = {};

@@ -1,30 +1,30 @@
 /**
- * Crash points for the crash tests: with BKP_CRASH_AT=NAME (or NAME:N) the process kills itself
- * with SIGKILL the N-th time (default 1st) it passes the point NAME — e.g. just before an index
- * commit, which a timer could only hit by luck. Without the variable this is one string compare.
+ * Named points in the product where tests act at an exact moment: crash points (the process
+ * kills itself just before an index commit, which a timer could only hit by luck) and pause
+ * points (wait while a test writes to a device mid-snapshot, or sends a signal mid-backup).
+ *
+ * bkp installs no hooks: every point is a no-op call. The tests' entry point
+ * (test/bin/bkp.ts) installs hooks driven by its environment; the names of the
+ * points are listed in CONTRIBUTING.md.
  */
-const spec = process.env.BKP_CRASH_AT;
-const [target, nth] = spec ? [spec.split(':')[0], Number(spec.split(':')[1] ?? 1)] : [undefined, 0];
-let seen = 0;
-
-export function crashPoint(name: string): void {
-  if (name !== target) return;
-  if (++seen >= nth) process.kill(process.pid, 'SIGKILL');
+export interface FaultHooks {
+  /** Called at every crash point; may kill the process. */
+  crash(name: string): void;
+  /** Called at every pause point; bkp waits for the promise. */
+  pause(name: string): Promise<void>;
 }
 
-/**
- * Pause points for tests that must act at an exact moment (write to a device while its snapshot
- * is being read, send a signal mid-backup): with BKP_PAUSE_AT=NAME:FILE the process creates
- * FILE.reached when it gets to NAME and waits until FILE.reached is removed.
- */
-const pauseSpec = process.env.BKP_PAUSE_AT;
+let hooks: FaultHooks | undefined;
+
+/** Installs the hooks for the rest of the process (test entry points only). */
+export function installFaultHooks(h: FaultHooks): void {
+  hooks = h;
+}
+
+export function crashPoint(name: string): void {
+  hooks?.crash(name);
+}
 
 export async function pausePoint(name: string): Promise<void> {
-  if (!pauseSpec) return;
-  const i = pauseSpec.indexOf(':');
-  if (pauseSpec.slice(0, i) !== name) return;
-  const { writeFileSync, existsSync } = await import('node:fs');
-  const flag = `${pauseSpec.slice(i + 1)}.reached`;
-  writeFileSync(flag, String(process.pid));
-  while (existsSync(flag)) await new Promise((r) => setTimeout(r, 20));
+  if (hooks) await hooks.pause(name);
 }

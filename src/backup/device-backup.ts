@@ -12,10 +12,10 @@ import { IndexEntries, INDEX_VERSION, pieceSizeFor, type BackupIndex, type Backu
 import { RegionReader } from '../repo/region-reader.js';
 import { differingPieces, planRegion, regionCount, regionLength, type ByteRun, type RegionGeometry } from './region-plan.js';
 import pLimit from 'p-limit';
-import { BufferPool, type PoolBuffer } from './buffer-pool.js';
+import { BufferPool, type PoolBuffer } from '../shared/buffer-pool.js';
 import { BkpError, InterruptedError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
-import { crashPoint } from '../faults.js';
+import { crashPoint, pausePoint } from '../faults.js';
 
 export interface DeviceBackupRequest {
   repo: Repository;
@@ -144,7 +144,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
 
   let done = 0;
   // two reads in flight keep the device busy while the previous region is being handed over
-  const reads = pLimit(Number(process.env.BKP_READS ?? 2));
+  const reads = pLimit(2);
   const readRuns = async (pb: PoolBuffer, runs: readonly ByteRun[]): Promise<number> => {
     let at = 0;
     for (const run of runs) {
@@ -251,6 +251,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     stats,
   };
   const index: BackupIndex = compactPacks({ header, packs, entries });
+  await pausePoint('chunks-stored');
   await req.beforeCommit?.();
   if (req.signal?.aborted) throw new InterruptedError('interrupted');
   crashPoint('before-commit');

@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import { Repository, deviceKeyOf, newBackupId } from '../repo/repository.js';
 import { acquireLock, type RepoLock } from '../repo/lock.js';
-import { acquireDeviceLocks } from '../device/device-lock.js';
+import { acquireDeviceLocks } from '../lock/device-lock.js';
 import { CodecPool } from '../repo/codec-pool.js';
 import { PackWriter } from '../repo/pack-writer.js';
 import { checkCompressionLevel } from '../repo/config.js';
@@ -247,7 +247,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           onProgress: (b) => phase.update(b),
           beforeCommit: async () => {
             await lock.assertHeld();
-            session?.assertIntact(device);
+            await session?.assertIntact(device);
           },
         });
         phase.done();

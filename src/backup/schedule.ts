@@ -8,6 +8,7 @@
  *     little after the run starts — still gets its full).
  * Otherwise incremental (which itself falls back to a digest comparison when the chain broke).
  */
+import { fmtAge } from '../shared/durations.js';
 
 export interface ScheduledDevice {
   device: string;
@@ -23,15 +24,6 @@ export interface ScheduleDecision {
 /** At most an hour, and at most a tenth of the period. */
 export function fullTolerance(fullEvery: number): number {
   return Math.min(3_600_000, Math.floor(fullEvery / 10));
-}
-
-export function fmtAge(ms: number): string {
-  const m = Math.floor(ms / 60_000);
-  const d = Math.floor(m / 1440);
-  const h = Math.floor((m % 1440) / 60);
-  if (d > 0) return `${d}d${h ? ` ${h}h` : ''}`;
-  if (h > 0) return `${h}h${m % 60 ? ` ${m % 60}m` : ''}`;
-  return `${m}m`;
 }
 
 export function decideKind(devices: readonly ScheduledDevice[], fullEvery: number | undefined, now: Date): ScheduleDecision {

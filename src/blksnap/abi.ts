@@ -1,7 +1,7 @@
 /**
  * The blksnap v1 ABI (shared/seeds/blk_snap.h, x86_64, little-endian): ioctl numbers and pure
- * encoders/decoders for every struct. Both directions exist for each struct because the fake
- * (fake.ts) decodes what the real kernel would read and encodes what it would write.
+ * encoders of what bkp sends and decoders of what the module writes back. The other half (what
+ * the kernel decodes and encodes) lives with the fake, in test/support/blksnap/kernel-abi.ts.
  *
  * Pointer fields are left zero here: callers pass `{at: <OFFSET>, buffer}` to the driver, which
  * (native/) writes the buffer's address there. A pointer that is not passed stays null.
@@ -117,22 +117,12 @@ export const IOCTL = {
 
 export type IoctlName = keyof typeof IOCTL;
 
-export function ioctlName(request: number): IoctlName | undefined {
-  return (Object.keys(IOCTL) as IoctlName[]).find((k) => IOCTL[k] === request);
-}
-
 export const EVENT_CODE = { LOW_FREE_SPACE: 0, CORRUPTED: 1 } as const;
 
 // --- primitives ---
 
 export function devKey(d: DevId): string {
   return `${d.major}:${d.minor}`;
-}
-
-export function parseDevKey(s: string): DevId {
-  const m = /^(\d+):(\d+)$/.exec(s);
-  if (!m) throw new Error(`bad device id ${s}`);
-  return { major: Number(m[1]), minor: Number(m[2]) };
 }
 
 export function sameDev(a: DevId, b: DevId): boolean {
@@ -183,15 +173,6 @@ export interface Version {
   build: number;
 }
 
-export function encodeVersion(v: Version): Buffer {
-  const b = Buffer.alloc(SIZE.version);
-  b.writeUInt16LE(v.major, OFFSET.version.major);
-  b.writeUInt16LE(v.minor, OFFSET.version.minor);
-  b.writeUInt16LE(v.revision, OFFSET.version.revision);
-  b.writeUInt16LE(v.build, OFFSET.version.build);
-  return b;
-}
-
 export function decodeVersion(b: Buffer): Version {
   return {
     major: b.readUInt16LE(OFFSET.version.major),
@@ -207,10 +188,6 @@ export function encodeTrackerRemove(dev: DevId): Buffer {
   return b;
 }
 
-export function decodeTrackerRemove(b: Buffer): { dev: DevId } {
-  return { dev: readDevId(b, OFFSET.trackerRemove.dev_id) };
-}
-
 /** struct blk_snap_cbt_info. */
 export interface CbtInfo {
   dev: DevId;
@@ -223,21 +200,6 @@ export interface CbtInfo {
   generationId: string;
   /** The number of the snapshot last taken (the tracker's *previous* number). */
   snapNumber: number;
-}
-
-export function encodeCbtInfos(infos: readonly CbtInfo[], into?: Buffer): Buffer {
-  const b = into ?? Buffer.alloc(infos.length * SIZE.cbtInfo);
-  infos.forEach((info, i) => {
-    const at = i * SIZE.cbtInfo;
-    b.fill(0, at, at + SIZE.cbtInfo);
-    writeDevId(b, at + OFFSET.cbtInfo.dev_id, info.dev);
-    b.writeUInt32LE(info.blkSize, at + OFFSET.cbtInfo.blk_size);
-    writeU64(b, at + OFFSET.cbtInfo.device_capacity, info.deviceCapacity);
-    b.writeUInt32LE(info.blkCount, at + OFFSET.cbtInfo.blk_count);
-    writeUuid(b, at + OFFSET.cbtInfo.generation_id, info.generationId);
-    b.writeUInt8(info.snapNumber, at + OFFSET.cbtInfo.snap_number);
-  });
-  return b;
 }
 
 export function decodeCbtInfos(b: Buffer, count: number): CbtInfo[] {
@@ -263,14 +225,6 @@ export function encodeCollect(count: number): Buffer {
   return b;
 }
 
-export function decodeCollectCount(b: Buffer): number {
-  return b.readUInt32LE(OFFSET.trackerCollect.count);
-}
-
-export function setCollectCount(b: Buffer, count: number): void {
-  b.writeUInt32LE(count, OFFSET.trackerCollect.count);
-}
-
 export interface ReadCbtBitmap {
   dev: DevId;
   offset: number;
@@ -285,14 +239,6 @@ export function encodeReadCbtBitmap(r: ReadCbtBitmap): Buffer {
   return b;
 }
 
-export function decodeReadCbtBitmap(b: Buffer): ReadCbtBitmap {
-  return {
-    dev: readDevId(b, OFFSET.readCbtBitmap.dev_id),
-    offset: b.readUInt32LE(OFFSET.readCbtBitmap.offset),
-    length: b.readUInt32LE(OFFSET.readCbtBitmap.length),
-  };
-}
-
 export function encodeBlockRanges(ranges: readonly SectorRange[]): Buffer {
   const b = Buffer.alloc(ranges.length * SIZE.blockRange);
   ranges.forEach((r, i) => {
@@ -302,17 +248,6 @@ export function encodeBlockRanges(ranges: readonly SectorRange[]): Buffer {
   return b;
 }
 
-export function decodeBlockRanges(b: Buffer, count: number): SectorRange[] {
-  const out: SectorRange[] = [];
-  for (let i = 0; i < count; i++) {
-    out.push({
-      sector: readU64(b, i * SIZE.blockRange + OFFSET.blockRange.sector_offset),
-      count: readU64(b, i * SIZE.blockRange + OFFSET.blockRange.sector_count),
-    });
-  }
-  return out;
-}
-
 export function encodeMarkDirty(dev: DevId, count: number): Buffer {
   const b = Buffer.alloc(SIZE.markDirty);
   writeDevId(b, OFFSET.markDirty.dev_id, dev);
@@ -320,20 +255,10 @@ export function encodeMarkDirty(dev: DevId, count: number): Buffer {
   return b;
 }
 
-export function decodeMarkDirty(b: Buffer): { dev: DevId; count: number } {
-  return { dev: readDevId(b, OFFSET.markDirty.dev_id), count: b.readUInt32LE(OFFSET.markDirty.count) };
-}
-
 export function encodeDevIds(devs: readonly DevId[]): Buffer {
   const b = Buffer.alloc(devs.length * SIZE.devId);
   devs.forEach((d, i) => writeDevId(b, i * SIZE.devId, d));
   return b;
-}
-
-export function decodeDevIds(b: Buffer, count: number): DevId[] {
-  const out: DevId[] = [];
-  for (let i = 0; i < count; i++) out.push(readDevId(b, i * SIZE.devId));
-  return out;
 }
 
 export function encodeSnapshotCreate(count: number): Buffer {
@@ -346,10 +271,6 @@ export function decodeSnapshotCreate(b: Buffer): { count: number; id: string } {
   return { count: b.readUInt32LE(OFFSET.snapshotCreate.count), id: readUuid(b, OFFSET.snapshotCreate.id) };
 }
 
-export function setSnapshotCreateId(b: Buffer, id: string): void {
-  writeUuid(b, OFFSET.snapshotCreate.id, id);
-}
-
 /** struct blk_snap_snapshot_destroy and _take: just the id. */
 export function encodeSnapshotId(id: string): Buffer {
   const b = Buffer.alloc(SIZE.snapshotDestroy);
@@ -357,29 +278,11 @@ export function encodeSnapshotId(id: string): Buffer {
   return b;
 }
 
-export function decodeSnapshotId(b: Buffer): string {
-  return readUuid(b, 0);
-}
-
 export function encodeAppendStorage(id: string, dev: DevId, count: number): Buffer {
   const b = Buffer.alloc(SIZE.appendStorage);
   writeUuid(b, OFFSET.appendStorage.id, id);
   writeDevId(b, OFFSET.appendStorage.dev_id, dev);
   b.writeUInt32LE(count, OFFSET.appendStorage.count);
-  return b;
-}
-
-export function decodeAppendStorage(b: Buffer): { id: string; dev: DevId; count: number } {
-  return {
-    id: readUuid(b, OFFSET.appendStorage.id),
-    dev: readDevId(b, OFFSET.appendStorage.dev_id),
-    count: b.readUInt32LE(OFFSET.appendStorage.count),
-  };
-}
-
-export function encodeUuids(ids: readonly string[], into?: Buffer): Buffer {
-  const b = into ?? Buffer.alloc(ids.length * UUID_SIZE);
-  ids.forEach((id, i) => writeUuid(b, i * UUID_SIZE, id));
   return b;
 }
 
@@ -392,15 +295,6 @@ export function decodeUuids(b: Buffer, count: number): string[] {
 export interface ImageInfo {
   orig: DevId;
   image: DevId;
-}
-
-export function encodeImageInfos(infos: readonly ImageInfo[], into?: Buffer): Buffer {
-  const b = into ?? Buffer.alloc(infos.length * SIZE.imageInfo);
-  infos.forEach((info, i) => {
-    writeDevId(b, i * SIZE.imageInfo + OFFSET.imageInfo.orig_dev_id, info.orig);
-    writeDevId(b, i * SIZE.imageInfo + OFFSET.imageInfo.image_dev_id, info.image);
-  });
-  return b;
 }
 
 export function decodeImageInfos(b: Buffer, count: number): ImageInfo[] {
@@ -425,10 +319,6 @@ export function decodeCollectImages(b: Buffer): { id: string; count: number } {
   return { id: readUuid(b, OFFSET.collectImages.id), count: b.readUInt32LE(OFFSET.collectImages.count) };
 }
 
-export function setCollectImagesCount(b: Buffer, count: number): void {
-  b.writeUInt32LE(count, OFFSET.collectImages.count);
-}
-
 /** The request half of struct blk_snap_snapshot_event. `timeout` is named timeout_ms but is jiffies. */
 export function encodeWaitEvent(id: string, timeout: number): Buffer {
   const b = Buffer.alloc(SIZE.event);
@@ -437,27 +327,10 @@ export function encodeWaitEvent(id: string, timeout: number): Buffer {
   return b;
 }
 
-export function decodeWaitEventRequest(b: Buffer): { id: string; timeout: number } {
-  return { id: readUuid(b, OFFSET.event.id), timeout: b.readUInt32LE(OFFSET.event.timeout_ms) };
-}
-
 export type SnapshotEvent =
   | { code: 0; kind: 'low-free-space'; timeLabel: bigint; requestedSectors: number }
   | { code: 1; kind: 'corrupted'; timeLabel: bigint; dev: DevId; errCode: number }
   | { code: number; kind: 'unknown'; timeLabel: bigint; data: Buffer };
-
-/** Write the reply half of the event (code, time_label, data) into a request buffer. */
-export function setEventReply(b: Buffer, e: SnapshotEvent): void {
-  b.writeUInt32LE(e.code, OFFSET.event.code);
-  b.writeBigInt64LE(e.timeLabel, OFFSET.event.time_label);
-  const data = OFFSET.event.data;
-  b.fill(0, data);
-  if (e.kind === 'low-free-space') writeU64(b, data + OFFSET.eventLowFreeSpace.requested_nr_sect, e.requestedSectors);
-  else if (e.kind === 'corrupted') {
-    writeDevId(b, data + OFFSET.eventCorrupted.orig_dev_id, e.dev);
-    b.writeInt32LE(e.errCode, data + OFFSET.eventCorrupted.err_code);
-  } else e.data.copy(b, data, 0, Math.min(e.data.length, SIZE.event - data));
-}
 
 export function decodeEvent(b: Buffer): SnapshotEvent {
   const code = b.readUInt32LE(OFFSET.event.code);

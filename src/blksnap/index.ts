@@ -1,14 +1,13 @@
 /**
- * blksnap: the typed API over the kernel module (or its fake).
+ * blksnap: the typed API over the kernel module.
  *
- * Selecting the driver: BKP_BLKSNAP_FAKE=<state dir> makes every process use the fake in that
- * directory (tests drive the real `bkp` binary with it); otherwise the control device is
- * `controlDevice` (--blksnap-device), else /dev/blksnap, else /dev/veeamblksnap.
+ * Selecting the driver: the control device is `controlDevice` (--blksnap-device), else
+ * /dev/blksnap, else /dev/veeamblksnap. Another driver (the tests' userspace fake) can be put in
+ * its place with useBlksnapDriver by an entry point that wraps the CLI; bkp itself never does.
  */
 import { BlksnapUnavailableError } from '../errors.js';
 import { Blksnap } from './blksnap.js';
 import { KernelDriver, type BlksnapDriver } from './driver.js';
-import { BlksnapFake } from './fake.js';
 
 export * from './abi.js';
 export * from './blksnap.js';
@@ -19,20 +18,24 @@ export * from './diff-storage.js';
 export * from './driver.js';
 export * from './errors.js';
 export * from './session.js';
-export { BlksnapFake, DEFAULT_FAKE_CONFIG, type FakeConfig, type FakeState } from './fake.js';
-
-export const FAKE_ENV = 'BKP_BLKSNAP_FAKE';
 
 export interface OpenBlksnapOptions {
   /** --blksnap-device: the control device path. */
   controlDevice?: string;
-  env?: NodeJS.ProcessEnv;
 }
 
-export async function openDriver(opts: OpenBlksnapOptions = {}): Promise<BlksnapDriver> {
-  const fakeDir = (opts.env ?? process.env)[FAKE_ENV];
-  if (fakeDir) return BlksnapFake.open(fakeDir);
-  return KernelDriver.open(opts.controlDevice);
+/** Opens a driver; the kernel's unless another was installed. */
+export type DriverFactory = (opts: OpenBlksnapOptions) => Promise<BlksnapDriver>;
+
+let driverFactory: DriverFactory = (opts) => KernelDriver.open(opts.controlDevice);
+
+/** Replaces the kernel driver for the rest of the process (test entry points only). */
+export function useBlksnapDriver(factory: DriverFactory): void {
+  driverFactory = factory;
+}
+
+export function openDriver(opts: OpenBlksnapOptions = {}): Promise<BlksnapDriver> {
+  return driverFactory(opts);
 }
 
 /** The module, or BlksnapUnavailableError / PermissionError. */

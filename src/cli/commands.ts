@@ -1,7 +1,7 @@
 /** The commands: parse, call the library, render. No logic beyond that. */
 import type { Argv, CommandModule } from 'yargs';
 import { context, registerCleanup, type GlobalArgs } from './context.js';
-import { parseSize } from './sizes.js';
+import { parseSize } from '../shared/sizes.js';
 import { status, snapshotCleanup } from './snapshot-commands.js';
 import { openTarget } from '../storage/open.js';
 import { s3Options, s3OptionsFrom } from './s3-options.js';

@@ -1,16 +1,16 @@
 /** `bkp run JOB` and `bkp config check`: the configuration file's jobs. */
 import type { Argv, CommandModule } from 'yargs';
 import { context, registerCleanup, type GlobalArgs } from './context.js';
-import { parseSize } from './sizes.js';
+import { parseSize } from '../shared/sizes.js';
 import { backupLines, pruneLines } from './render.js';
 import { recordMetrics } from './metrics-hook.js';
 import { openTarget } from '../storage/open.js';
 import { runJob } from '../backup/run-job.js';
 import { loadConfig, jobOf } from '../config/load.js';
 import { DEFAULT_DIFF_STORAGE, DEFAULT_DIFF_STORAGE_LIMIT } from '../config/config.js';
-import { s3ArgsFor } from '../config/s3-flags.js';
+import { s3ArgsFor } from './s3-flags.js';
 import { s3Options, s3OptionsFrom, type S3Args } from './s3-options.js';
-import { fmtAge } from '../backup/schedule.js';
+import { fmtAge } from '../shared/durations.js';
 import { UsageError } from '../errors.js';
 
 type RunArgs = GlobalArgs &

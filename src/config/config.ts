@@ -6,7 +6,7 @@
  */
 import { ConfigInvalidError } from '../errors.js';
 import { joinPath, JsonSyntaxError, parseJsonWithLines } from './json-lines.js';
-import { sizeValue } from '../cli/sizes.js';
+import { sizeValue } from '../shared/sizes.js';
 import type { RetentionPolicy } from '../repo/retention.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/bkp/config.json';

@@ -72,7 +72,10 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
       if (!t.hasRef(r)) continue;
       const p = index.packs[t.refPack(r)]!;
       let m = live.get(p);
-      if (!m) live.set(p, (m = new Map()));
+      if (!m) {
+        m = new Map();
+        live.set(p, m);
+      }
       m.set(t.refOffset(r), { length: t.refLength(r), id: t.refId(r), plainLength: t.refPlain(r) });
     }
   }

@@ -134,7 +134,7 @@ async function readRecord(target: Target, gen: number): Promise<LockRecord | 'mi
 
 /**
  * `subject` names what is locked in messages (default `repository <location>`); the device locks
- * of src/device/device-lock.ts use the same algorithm on a local directory.
+ * of src/lock/device-lock.ts use the same algorithm on a local directory.
  */
 export interface AcquireOptions {
   /**

@@ -6,7 +6,7 @@
 import type { Repository, BackupRef } from '../repo/repository.js';
 import { packKey } from '../repo/pack.js';
 import { CodecPool, SharedReads } from '../repo/codec-pool.js';
-import { BufferPool, view } from '../backup/buffer-pool.js';
+import { BufferPool, view } from '../shared/buffer-pool.js';
 import { openRestoreSink, type RestoreSink } from '../device/sink.js';
 import { lockRestoreTarget, refuseTargetBeingBackedUp } from './target-guard.js';
 import { restorePlan, type PackRead, type PlannedChunk } from './plan.js';

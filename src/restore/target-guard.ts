@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { tryOpenBlksnap, formatUuid, sameDev } from '../blksnap/index.js';
 import { backupReading } from '../device/readers.js';
-import { acquireDeviceLocks, type DeviceLocks } from '../device/device-lock.js';
+import { acquireDeviceLocks, type DeviceLocks } from '../lock/device-lock.js';
 import { BkpError, LockedError, PermissionError, TargetInUseError } from '../errors.js';
 
 async function inSnapshot(path: string): Promise<string | null> {
@@ -41,7 +41,7 @@ export async function refuseTargetBeingBackedUp(path: string): Promise<void> {
 }
 
 /**
- * Holds the device lock of an existing restore target (src/device/device-lock.ts) while the
+ * Holds the device lock of an existing restore target (src/lock/device-lock.ts) while the
  * restore writes it: a backup of that device, or a second restore onto it, cannot start meanwhile,
  * and one that holds it already — even before it has opened the device or taken its snapshot —
  * is refused with exit 17. Without access to the lock directory (a restore to an image file by a

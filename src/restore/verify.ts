@@ -6,7 +6,7 @@
 import type { Repository, BackupRef } from '../repo/repository.js';
 import { packIdFromKey, packKey } from '../repo/pack.js';
 import { CodecPool, SharedReads } from '../repo/codec-pool.js';
-import { BufferPool } from '../backup/buffer-pool.js';
+import { BufferPool } from '../shared/buffer-pool.js';
 import { BackupNotFoundError, CorruptError } from '../errors.js';
 import { ObjectMissingError } from '../storage/target.js';
 import type { Reporter } from '../report/reporter.js';
@@ -69,7 +69,10 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
       const offset = t.refOffset(c);
       const length = t.refLength(c);
       let m = packs.get(packId);
-      if (!m) packs.set(packId, (m = new Map()));
+      if (!m) {
+        m = new Map();
+        packs.set(packId, m);
+      }
       const k = `${offset}:${length}`;
       let r = m.get(k);
       if (!r) m.set(k, (r = { id: t.refId(c), offset, length, plainLength: t.refPlain(c), users: new Set() }));

@@ -1,7 +1,8 @@
 /** The full-or-incremental decision of bkp run. */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideKind, fullTolerance, fmtAge } from '../../src/backup/schedule.js';
+import { decideKind, fullTolerance } from '../../src/backup/schedule.js';
+import { fmtAge } from '../../src/shared/durations.js';
 
 const DAY = 86_400_000;
 const now = new Date('2026-03-10T02:00:00Z');

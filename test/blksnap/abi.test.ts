@@ -3,7 +3,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import * as abi from '../../src/blksnap/abi.js';
+import * as abi from '../support/blksnap/kernel-abi.js';
 import { ROOT, tempDir } from '../support/env.js';
 
 interface Dump {

@@ -4,11 +4,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as abi from '../../src/blksnap/abi.js';
+import * as abi from '../support/blksnap/kernel-abi.js';
 import { Blksnap } from '../../src/blksnap/blksnap.js';
-import { BlksnapFake } from '../../src/blksnap/fake.js';
+import { BlksnapFake } from '../support/blksnap/fake.js';
 import { DeviceInSnapshotError, NotTrackedError } from '../../src/blksnap/errors.js';
-import { openBlksnap } from '../../src/blksnap/index.js';
 import { blksnapDriverSuite } from './driver-suite.js';
 import { blksnapHarness, pattern, patternBuffer, type BlksnapHarness } from '../support/blksnap-fake.js';
 import { ROOT } from '../support/env.js';
@@ -194,15 +193,14 @@ describe('blksnap fake', () => {
     assert.equal((await h.blksnap.tracker(dev))!.snapNumber, 1);
   });
 
-  test('state is shared across processes: BKP_BLKSNAP_FAKE in another process sees trackers, and its writes are copied-on-write', async () => {
+  test('state is shared across processes: a second instance on the same directory sees trackers, and writes by another process are copied-on-write', async () => {
     const d = await h.loop(4 * MiB, pattern(5));
     const dev = await h.blksnap.devIdOf(d);
-    const other = await openBlksnap({ env: { BKP_BLKSNAP_FAKE: h.fakeDir } });
-    assert.ok(other.driver instanceof BlksnapFake);
+    const other = new Blksnap(await BlksnapFake.open(h.fakeDir));
     const s = await other.createSnapshot([dev]);
     await s.appendStorage(storageDev, [{ sector: 0, count: 2048 }]);
     await s.take();
-    const script = `import { BlksnapFake } from ${JSON.stringify(join(ROOT, 'dist/src/blksnap/fake.js'))};
+    const script = `import { BlksnapFake } from ${JSON.stringify(join(ROOT, 'dist/test/support/blksnap/fake.js'))};
       const f = await BlksnapFake.open(process.argv[1]);
       await f.write(process.argv[2], 65536, Buffer.alloc(65536, 0x77));`;
     execFileSync(process.execPath, ['--input-type=module', '-e', script, h.fakeDir, d]);

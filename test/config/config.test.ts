@@ -3,7 +3,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig, durationValue } from '../../src/config/config.js';
 import { parseJsonWithLines, JsonSyntaxError } from '../../src/config/json-lines.js';
-import { s3ArgsFor } from '../../src/config/s3-flags.js';
+import { s3ArgsFor } from '../../src/cli/s3-flags.js';
 import { ConfigInvalidError, ExitCode } from '../../src/errors.js';
 
 const FILE = '/etc/bkp/config.json';

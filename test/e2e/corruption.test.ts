@@ -37,7 +37,7 @@ afterEach(() => t.cleanup());
 test('a flipped byte in a pack: verify --read-data names the backup, restore refuses with the device range', async () => {
   const p = (await packs())[0]!;
   const buf = await fs.readFile(p);
-  buf[100] ^= 0x01; // inside the first envelope
+  buf[100] = buf[100]! ^ 0x01; // inside the first envelope
   await fs.writeFile(p, buf);
 
   const quick = await runBkp(['verify', '--repo', repo]);
@@ -73,7 +73,7 @@ test('a truncated pack and a damaged index are both reported', async () => {
   const idxDir = path.join(repo, 'backups', backupId);
   const idx = path.join(idxDir, (await fs.readdir(idxDir))[0]!);
   const ib = await fs.readFile(idx);
-  ib[ib.length - 40] ^= 0xff;
+  ib[ib.length - 40] = ib[ib.length - 40]! ^ 0xff;
   await fs.writeFile(idx, ib);
   const v = await runBkp(['verify', '--repo', repo]);
   assert.equal(v.code, ExitCode.CORRUPT);

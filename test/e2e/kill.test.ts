@@ -33,7 +33,7 @@ const STARTUP_MS = 150;
 
 type Op = 'full' | 'incr' | 'prune' | 'gc';
 
-/** Crash points each command passes (docs/cli.md, BKP_CRASH_AT); `:N` = the N-th time. */
+/** Crash points each command passes (CONTRIBUTING.md, BKP_CRASH_AT); `:N` = the N-th time. */
 const CRASH_POINTS: Record<Op, string[]> = {
   full: ['snapshot-created', 'pack-stored:1', 'pack-stored:2', 'before-commit', 'after-commit'],
   incr: ['snapshot-created', 'pack-stored:1', 'before-commit', 'after-commit'],

@@ -159,7 +159,7 @@ describe('bkp with an S3 repository', () => {
     // alter one byte in the middle of one pack
     const obj = await c.send(new GetObjectCommand({ Bucket: bucket, Key: packs[0] }));
     const body = Buffer.from(await obj.Body!.transformToByteArray());
-    body[100] ^= 0x40;
+    body[100] = body[100]! ^ 0x40;
     await c.send(new PutObjectCommand({ Bucket: bucket, Key: packs[0], Body: body }));
     let r = await bkp(['verify', '--repo', repo, '--read-data']);
     assert.equal(r.code, ExitCode.CORRUPT, r.stderr);

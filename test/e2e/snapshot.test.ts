@@ -334,4 +334,24 @@ describe('difference storage overflow (fake module)', () => {
     assert.equal(JSON.parse((await bkp(c, ['list', '--json'])).stdout).backups.length, 0);
     await noSnapshotsLeft(c);
   });
+
+  test('a snapshot that overflows after the last read, before the commit, fails the backup the same way', async () => {
+    const flag = path.join(c.h.dir, 'pause-stored');
+    const child = spawn(process.execPath, [BKP, 'full', '--device', c.dev, '--repo', c.repo, '--diff-storage', c.diff, '--diff-storage-limit', '1M'], {
+      env: { ...process.env, ...c.env, BKP_PAUSE_AT: `chunks-stored:${flag}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const done = new Promise<number | null>((r) => child.on('close', r));
+    while (!existsSync(`${flag}.reached`)) await new Promise((r) => setTimeout(r, 20));
+    await c.h.write(c.dev, 0, patternBuffer(6, 0, 8 * MiB)); // every chunk is read: only the commit is left
+    await fs.rm(`${flag}.reached`);
+    const code = await done;
+    assert.equal(code, ExitCode.SNAPSHOT_FAILED, stderr);
+    assert.match(stderr, /the snapshot of .* overflowed its difference storage/);
+    assert.doesNotMatch(stderr, /\n\s+at /, 'one line, no stack trace');
+    assert.equal(JSON.parse((await bkp(c, ['list', '--json'])).stdout).backups.length, 0);
+    await noSnapshotsLeft(c);
+  });
 });

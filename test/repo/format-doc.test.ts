@@ -9,16 +9,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { decodeIndex, INDEX_ENTRY_SIZE } from '../../src/repo/index-file.js';
 import { refsOf } from '../support/index-refs.js';
 import { deviceKeyOf, newBackupId } from '../../src/repo/repository.js';
 import { ENVELOPE_HEADER_SIZE } from '../../src/repo/envelope.js';
 import { packKey } from '../../src/repo/pack.js';
+import { BKP, ROOT } from '../support/env.js';
 
-// dist/test/repo/format-doc.test.js → the package root
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const BKP = path.join(ROOT, 'bin', 'bkp.js');
 const TOOL = path.join(ROOT, 'tools', 'bkp-restore-by-hand.py');
 const DOC = readFileSync(path.join(ROOT, 'docs', 'format.md'), 'utf8');
 const KiB = 1024;

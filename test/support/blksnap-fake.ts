@@ -8,7 +8,7 @@ import { open, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Blksnap } from '../../src/blksnap/blksnap.js';
 import { KernelDriver } from '../../src/blksnap/driver.js';
-import { BlksnapFake, type FakeConfig } from '../../src/blksnap/fake.js';
+import { BlksnapFake, type FakeConfig } from './blksnap/fake.js';
 import { attachLoop, type Loop } from './loop.js';
 import { sh, tempDir } from './env.js';
 

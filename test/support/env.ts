@@ -11,7 +11,11 @@ export const ROOT = (() => {
   while (!d.endsWith(`${path.sep}dist`) && d !== path.dirname(d)) d = path.dirname(d);
   return d.endsWith(`${path.sep}dist`) ? path.dirname(d) : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 })();
-export const BKP = path.join(ROOT, 'bin', 'bkp.js');
+/**
+ * What the tests run as `bkp`: the real CLI through the test entry point, which installs the
+ * blksnap fake and the crash and pause points when their variables are set (test/bin/bkp.ts).
+ */
+export const BKP = path.join(ROOT, 'dist', 'test', 'bin', 'bkp.js');
 
 export interface RunResult {
   code: number | null;

@@ -14,7 +14,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { acquireLock, type RepoLock } from '../repo/lock.js';
 import { LocalTarget } from '../storage/local/local-target.js';
-import { devNumOf } from './mounts.js';
+import { devNumOf } from '../device/mounts.js';
 import { fromSystemError, isSystemError, NotADeviceError, PermissionError } from '../errors.js';
 
 export const DEFAULT_LOCK_DIR = '/run/bkp/locks';

@@ -1,11 +1,11 @@
 /**
  * A userspace stand-in for the blksnap kernel module, following shared/docs/blksnap.md. It
  * implements BlksnapDriver: it receives the same ioctl argument buffers the kernel would, decodes
- * them with abi.ts and answers with the module's results and errno values.
+ * them with kernel-abi.ts and answers with the module's results and errno values.
  *
  * Its state lives in a directory (state.json + copy-on-write files), guarded by a lock file, so
  * that separate processes — `bkp full`, a later `bkp incr`, and the test writing to the
- * originals meanwhile — see one module. Select it for the CLI with BKP_BLKSNAP_FAKE=<dir>.
+ * originals meanwhile — see one module. The CLI uses it when run through test/bin/bkp.ts with BKP_BLKSNAP_FAKE=<dir>.
  *
  * Originals are block devices (loop devices) or regular files (given ids FILE_MAJOR:n). Writes
  * only count when made through `write()`: it copies the old data of every taken snapshot to the
@@ -17,14 +17,14 @@ import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { mkdir, open, readFile, realpath, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BlockSource } from '../device/source.js';
-import { NotADeviceError, fromSystemError, isSystemError } from '../errors.js';
-import { native } from '../native/index.js';
-import * as abi from './abi.js';
-import { devKey, parseDevKey, type DevId } from './abi.js';
-import { markDirty, newTracker, takeSwitch, trackWrite, type TrackerState } from './cbt.js';
-import { decodeDev } from './devices.js';
-import type { BlksnapDriver, PointerArg } from './driver.js';
+import type { BlockSource } from '../../../src/device/source.js';
+import { NotADeviceError, fromSystemError, isSystemError } from '../../../src/errors.js';
+import { native } from '../../../src/native/index.js';
+import * as abi from './kernel-abi.js';
+import { devKey, parseDevKey, type DevId } from './kernel-abi.js';
+import { markDirty, newTracker, takeSwitch, trackWrite, type TrackerState } from '../../../src/blksnap/cbt.js';
+import { decodeDev } from '../../../src/blksnap/devices.js';
+import type { BlksnapDriver, PointerArg } from '../../../src/blksnap/driver.js';
 
 export interface FakeConfig {
   /** requested_nr_sect of low-free-space events (the module's minimum portion). */

@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { acquireDeviceLocks, deviceLockName, deviceLockDir } from '../../src/device/device-lock.js';
+import { acquireDeviceLocks, deviceLockName, deviceLockDir } from '../../src/lock/device-lock.js';
 import { lockGenerations, lockKey } from '../../src/repo/lock.js';
 import { LocalTarget } from '../../src/storage/local/local-target.js';
 import { tempDir } from '../support/env.js';

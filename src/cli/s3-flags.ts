@@ -2,8 +2,8 @@
  * A job's `s3` section → the S3 flags --s3-endpoint, --s3-path-style, --s3-storage-class and
  * --s3-concurrency (src/cli/s3-options.ts). Flags given on the command line win.
  */
-import type { JobConfig } from './config.js';
-import type { S3Args } from '../cli/s3-options.js';
+import type { JobConfig } from '../config/config.js';
+import type { S3Args } from './s3-options.js';
 
 export function s3ArgsFor(job: Pick<JobConfig, 's3'>, flags: S3Args): S3Args {
   const fromJob: S3Args = {
