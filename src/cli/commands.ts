@@ -12,7 +12,7 @@ import { runVerify } from '../restore/verify.js';
 import { collectGarbage } from '../repo/gc.js';
 import { acquireLock } from '../repo/lock.js';
 import { fmtBytes, fmtDuration } from '../report/reporter.js';
-import { CorruptError, ExitCode, UsageError } from '../errors.js';
+import { BackupNotFoundError, CorruptError, ExitCode, UsageError } from '../errors.js';
 import { hasRule, type RetentionPolicy } from '../repo/retention.js';
 import { pruneBackups } from '../repo/prune.js';
 import { backupLines, pruneLines } from './render.js';
@@ -148,6 +148,7 @@ export const list: CommandModule<GlobalArgs, Args<{ device?: string }>> = {
           fsUuid: h.device.fsUuid,
         });
       } catch (e) {
+        if (e instanceof BackupNotFoundError) continue; // removed since the listing (a prune)
         if (!(e instanceof CorruptError)) throw e;
         rows.push({ backupId: ref.backupId, deviceKey: ref.deviceKey, damaged: e.message });
       }
