@@ -157,6 +157,12 @@ async function verifyOnce(
   }
   const usersOf = (m: Map<string, Ref>) => new Set([...m.values()].flatMap((r) => [...r.users]));
   const missing = (packId: string, m: Map<string, Ref>) => damage(usersOf(m), `pack ${packId} is missing`);
+  const checkTrailer = (packId: string, m: Map<string, Ref>, trailer: PackEntry[]) => {
+    const absent = notInTrailer(trailer, m);
+    if (absent.length === 0) return;
+    const users = new Set(absent.flatMap((r) => [...r.users]));
+    damage(users, `pack ${packId} does not hold the chunks the index names at ${absent.length} offset(s), first ${absent[0]!.offset} (its trailer lists others: a swapped or replaced pack?)`);
+  };
   for (const [packId, m] of packs) {
     const size = sizes.get(packId);
     if (size === undefined) {
@@ -171,8 +177,7 @@ async function verifyOnce(
     }
     if (opts.readData) continue; // the trailer is checked from the pack's bytes below
     try {
-      const problem = trailerProblem(await readPackTrailer(size, (offset, length) => repo.target.get(packKey(packId), { offset, length })), m);
-      if (problem) damagedPacks.set(packId, problem);
+      checkTrailer(packId, m, await readPackTrailer(size, (offset, length) => repo.target.get(packKey(packId), { offset, length })));
     } catch (e) {
       if (e instanceof ObjectMissingError) missing(packId, m);
       else if (e instanceof PackFormatError) damagedPacks.set(packId, `trailer cannot be read: ${e.message}`);
@@ -205,8 +210,7 @@ async function verifyOnce(
         }
         bytesRead += data.length;
         try {
-          const problem = trailerProblem(await readPackTrailer(data.length, (offset, length) => data.subarray(offset, offset + length)), m);
-          if (problem) damagedPacks.set(packId, problem);
+          checkTrailer(packId, m, await readPackTrailer(data.length, (offset, length) => data.subarray(offset, offset + length)));
         } catch (e) {
           if (!(e instanceof PackFormatError)) throw e;
           damagedPacks.set(packId, `trailer cannot be read: ${e.message}`);
@@ -265,17 +269,15 @@ async function verifyOnce(
   };
 }
 
-/** Whether a pack's trailer lists every envelope the indexes name there, as they name it. */
-function trailerProblem(trailer: PackEntry[], refs: Map<string, Ref>): string | undefined {
+/**
+ * The envelopes the indexes name in a pack that its (intact, CRC-checked) trailer does not list
+ * as they name them. The trailer was written with the envelopes, so the pack does not hold those
+ * chunks there: it is not the pack its name says (swapped, replaced), or the index is wrong.
+ */
+function notInTrailer(trailer: PackEntry[], refs: Map<string, Ref>): Ref[] {
   const at = new Map(trailer.map((e) => [e.offset, e]));
-  let bad = 0;
-  let first: Ref | undefined;
-  for (const r of refs.values()) {
+  return [...refs.values()].filter((r) => {
     const e = at.get(r.offset);
-    if (e && e.length === r.length && e.plainLength === r.plainLength && e.id.equals(r.id)) continue;
-    bad++;
-    first ??= r;
-  }
-  if (!first) return undefined;
-  return `trailer does not list ${bad} envelope(s) the indexes name there as they name them (first at offset ${first.offset})`;
+    return !(e && e.length === r.length && e.plainLength === r.plainLength && e.id.equals(r.id));
+  });
 }

@@ -153,6 +153,21 @@ test('garbage appended to a pack, or its trailer damaged: verify reports the pac
   }
 });
 
+test('two pack files swapped: verify names the backup without reading data, restore refuses', async () => {
+  const img = path.join(t.dir, 'disk.img');
+  await fs.writeFile(img, randomBytes(3 * MiB));
+  const id = await full([img]);
+  const [p1, p2] = await packFiles();
+  await swap(p1!, p2!);
+  const v = await runBkp(['verify', '--repo', repo, '--json']);
+  assert.equal(v.code, ExitCode.CORRUPT, v.stdout);
+  const [b] = JSON.parse(v.stdout).backups;
+  assert.equal(b.backupId, id);
+  assert.match(b.problems.join('\n'), new RegExp(`pack ${path.basename(p1!, '.pack')} does not hold the chunks the index names`));
+  const r = await runBkp(['restore', '--repo', repo, '--to', path.join(t.dir, 'out.img')]);
+  assert.equal(r.code, ExitCode.CORRUPT, r.stderr);
+});
+
 test('a deleted index: verify does not say "no damage found" and names what no index explains', async () => {
   const img = path.join(t.dir, 'disk.img');
   await fs.writeFile(img, randomBytes(2 * MiB));
