@@ -58,6 +58,7 @@ export function verifyLines(r: VerifyResult, readData: boolean): string[] {
   return [
     `verified ${r.backups.length} backup index(es), ${r.packsChecked} pack(s)` +
       (readData ? `, ${r.chunksChecked} chunk(s), ${fmtBytes(r.bytesRead)} read` : ' (existence, size and trailer; --read-data checks content)') +
+      (r.packsArchived ? `; ${r.packsArchived} pack(s) in an archive storage class: existence and size only` : '') +
       (r.rounds > 1 ? `; checked ${r.rounds} times: indexes changed meanwhile (a gc or prune ran)` : ''),
     ...bad.map((b) => `DAMAGED ${b.backupId} ${b.deviceKey}: ${b.problems.join('; ')}`),
     ...r.packs.map((p) => `DAMAGED pack ${p.packId}: ${p.problem} (backups restore from their indexes; recovery without an index needs the trailer)`),

@@ -14,8 +14,9 @@ import type { BackupIndex } from '../repo/index-file.js';
 import { packIdFromKey, packKey, readPackTrailer, PackFormatError, type PackEntry } from '../repo/pack.js';
 import { CodecPool, SharedReads } from '../repo/codec-pool.js';
 import { BufferPool } from '../backup/buffer-pool.js';
-import { BackupNotFoundError, CorruptError } from '../errors.js';
-import { ObjectMissingError } from '../storage/target.js';
+import pLimit from 'p-limit';
+import { BackupNotFoundError, CorruptError, ObjectArchivedError } from '../errors.js';
+import { ARCHIVE_CLASSES, ObjectMissingError } from '../storage/target.js';
 import type { Reporter } from '../report/reporter.js';
 
 export interface VerifiedBackup {
@@ -42,6 +43,8 @@ export interface VerifyResult {
   packsChecked: number;
   chunksChecked: number;
   bytesRead: number;
+  /** Packs in an archive storage class whose trailers were not read (without --read-data). */
+  packsArchived: number;
   /** Rounds of checks: more than 1 when a concurrent gc or prune changed an index meanwhile. */
   rounds: number;
 }
@@ -53,6 +56,9 @@ interface Ref {
   plainLength: number;
   users: Set<number>;
 }
+
+/** Pack trailers read at once without --read-data (two small ranged reads each). */
+const TRAILER_READS = 8;
 
 /** How many times verify checks again after a concurrent writer changed what it checked. */
 const MAX_ROUNDS = 4;
@@ -151,10 +157,15 @@ async function verifyOnce(
 
   // 2. every pack exists, is long enough, and its trailer agrees with the indexes
   const sizes = new Map<string, number>();
+  const archived = new Set<string>();
   for await (const o of repo.target.list('packs/')) {
     const id = packIdFromKey(o.key);
-    if (id) sizes.set(id, o.size);
+    if (!id) continue;
+    sizes.set(id, o.size);
+    if (o.storageClass && ARCHIVE_CLASSES.has(o.storageClass)) archived.add(id);
   }
+  const trailerReads = pLimit(TRAILER_READS);
+  const trailerChecks: Array<Promise<void>> = [];
   const usersOf = (m: Map<string, Ref>) => new Set([...m.values()].flatMap((r) => [...r.users]));
   const missing = (packId: string, m: Map<string, Ref>) => damage(usersOf(m), `pack ${packId} is missing`);
   const checkTrailer = (packId: string, m: Map<string, Ref>, trailer: PackEntry[]) => {
@@ -175,15 +186,24 @@ async function verifyOnce(
       const end = Math.max(...cut.map((r) => r.offset + r.length));
       damage(new Set(cut.flatMap((r) => [...r.users])), `pack ${packId} is truncated (${size} bytes, needs ${end})`);
     }
-    if (opts.readData) continue; // the trailer is checked from the pack's bytes below
-    try {
-      checkTrailer(packId, m, await readPackTrailer(size, (offset, length) => repo.target.get(packKey(packId), { offset, length })));
-    } catch (e) {
-      if (e instanceof ObjectMissingError) missing(packId, m);
-      else if (e instanceof PackFormatError) damagedPacks.set(packId, `trailer cannot be read: ${e.message}`);
-      else throw e;
-    }
+    // the trailer is checked from the pack's bytes below with --read-data; an archived pack
+    // cannot be read without a thaw, and verify never waits for one
+    if (opts.readData || archived.has(packId)) continue;
+    trailerChecks.push(
+      trailerReads(async () => {
+        try {
+          checkTrailer(packId, m, await readPackTrailer(size, (offset, length) => repo.target.get(packKey(packId), { offset, length })));
+        } catch (e) {
+          if (e instanceof ObjectMissingError) missing(packId, m);
+          else if (e instanceof PackFormatError) damagedPacks.set(packId, `trailer cannot be read: ${e.message}`);
+          else if (e instanceof ObjectArchivedError) archived.add(packId); // moved to an archive tier by the store itself
+          else throw e;
+        }
+      }),
+    );
   }
+  const failedCheck = (await Promise.allSettled(trailerChecks)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failedCheck) throw failedCheck.reason;
 
   // 3. optionally, every chunk's content
   let chunksChecked = 0;
@@ -261,6 +281,7 @@ async function verifyOnce(
       unreferencedPacks,
       backupsWithoutIndex,
       packsChecked: packs.size,
+      packsArchived: opts.readData ? 0 : [...packs.keys()].filter((p) => archived.has(p)).length,
       chunksChecked,
       bytesRead,
     },
