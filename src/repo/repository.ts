@@ -7,9 +7,6 @@ import { createHash } from 'node:crypto';
 import { CONFIG_KEY, newRepoConfig, parseRepoConfig, type RepoConfig } from './config.js';
 import { ChunkMap } from './chunk-map.js';
 import { checkIndexName, decodeIndex, encodeIndexParts, indexKey, IndexFormatError, parseIndexHeader, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
-
-/** Most bytes of header a listing reads past its first 64 KiB (a header is a few hundred bytes). */
-const MAX_HEADER_READ = 1024 * 1024;
 import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
 import { packIdFromKey } from './pack.js';
 import { BackupNotFoundError, BkpError, CorruptError, ExitCode, RepoExistsError, RepoMissingError } from '../errors.js';
@@ -131,7 +128,7 @@ export class Repository {
       if (head.length < 12 || !head.subarray(0, 4).equals(INDEX_MAGIC)) throw new IndexFormatError('bad index magic');
       const len = head.readUInt32LE(8);
       // never allocate what a damaged length claims
-      if (12 + len > ref.size || 12 + len > head.length + MAX_HEADER_READ) throw new IndexFormatError('header length past the end');
+      if (12 + len > ref.size) throw new IndexFormatError('header length past the end');
       const json = len + 12 <= head.length ? head.subarray(12, 12 + len) : (await this.target.get(ref.key, { offset: 12, length: len }));
       const header = parseIndexHeader(json);
       checkIndexName(header, ref.backupId, ref.deviceKey);

@@ -72,7 +72,9 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
     bytesRead += r.result.bytesRead;
     chunksChecked += r.result.chunksChecked;
     const settled = r.result.backups.every((b) => b.ok) && r.result.packs.length === 0 && !r.changed;
-    if (settled || round === MAX_ROUNDS || !(r.changed || (await changedSince(repo, r.checked)))) {
+    // only the indexes a problem involves are read again: the others' results stand either way
+    const involved = r.result.packs.length ? r.checked : r.checked.filter((c) => r.result.backups.some((b) => !b.ok && b.backupId === c.ref.backupId && b.deviceKey === c.ref.deviceKey));
+    if (settled || round === MAX_ROUNDS || !(r.changed || (await changedSince(repo, involved)))) {
       return { ...r.result, bytesRead, chunksChecked, rounds: round };
     }
   }
