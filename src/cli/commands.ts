@@ -12,10 +12,10 @@ import { runVerify } from '../restore/verify.js';
 import { collectGarbage } from '../repo/gc.js';
 import { acquireLock } from '../repo/lock.js';
 import { fmtBytes, fmtDuration } from '../report/reporter.js';
-import { CorruptError, ExitCode, UsageError } from '../errors.js';
+import { BackupNotFoundError, CorruptError, ExitCode, UsageError } from '../errors.js';
 import { hasRule, type RetentionPolicy } from '../repo/retention.js';
 import { pruneBackups } from '../repo/prune.js';
-import { backupLines, pruneLines } from './render.js';
+import { backupLines, pruneLines, verifyLines, verifyOk } from './render.js';
 import { recordMetrics } from './metrics-hook.js';
 import { run, configCheck } from './run-command.js';
 
@@ -148,6 +148,7 @@ export const list: CommandModule<GlobalArgs, Args<{ device?: string }>> = {
           fsUuid: h.device.fsUuid,
         });
       } catch (e) {
+        if (e instanceof BackupNotFoundError) continue; // removed since the listing (a prune)
         if (!(e instanceof CorruptError)) throw e;
         rows.push({ backupId: ref.backupId, deviceKey: ref.deviceKey, damaged: e.message });
       }
@@ -208,14 +209,9 @@ export const verify: CommandModule<GlobalArgs, Args<{ backup?: string; 'read-dat
     const ctx = context(a);
     const repo = await Repository.open(await openTarget(a.repo, s3OptionsFrom(a)));
     const r = await runVerify({ repo, backup: a.backup, readData: a['read-data'], reporter: ctx.reporter });
-    const bad = r.backups.filter((b) => !b.ok);
-    const lines = [
-      `verified ${r.backups.length} backup index(es), ${r.packsChecked} pack(s)` + (a['read-data'] ? `, ${r.chunksChecked} chunk(s), ${fmtBytes(r.bytesRead)} read` : ' (existence and size; --read-data checks content)'),
-      ...bad.map((b) => `DAMAGED ${b.backupId} ${b.deviceKey}: ${b.problems.join('; ')}`),
-      bad.length ? `${bad.length} damaged backup(s)` : 'no damage found',
-    ];
-    ctx.out(lines.join('\n'), { command: 'verify', ok: bad.length === 0, ...r });
-    if (bad.length) process.exitCode = ExitCode.CORRUPT;
+    const ok = verifyOk(r);
+    ctx.out(verifyLines(r, a['read-data']).join('\n'), { command: 'verify', ok, ...r });
+    if (!ok) process.exitCode = ExitCode.CORRUPT;
   },
 };
 

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { CONFIG_KEY, newRepoConfig, parseRepoConfig, type RepoConfig } from './config.js';
 import { ChunkMap } from './chunk-map.js';
-import { decodeIndex, encodeIndexParts, indexKey, IndexFormatError, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
+import { checkIndexName, decodeIndex, encodeIndexParts, indexKey, IndexFormatError, parseIndexHeader, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
 import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
 import { packIdFromKey } from './pack.js';
 import { BackupNotFoundError, BkpError, CorruptError, ExitCode, RepoExistsError, RepoMissingError } from '../errors.js';
@@ -103,24 +103,39 @@ export class Repository {
       throw e;
     }
     try {
-      return decodeIndex(raw);
+      const index = decodeIndex(raw);
+      checkIndexName(index.header, ref.backupId, ref.deviceKey);
+      return index;
     } catch (e) {
       if (e instanceof IndexFormatError) throw new CorruptError(`index ${key} is damaged: ${e.message}`);
       throw e;
     }
   }
 
-  /** Only the header, from the first bytes of the index (for listings; not checksummed). */
+  /**
+   * Only the header, from the first bytes of the index (for listings; not checksummed), checked
+   * field by field and against the index's name: a damaged header is a CorruptError naming it.
+   */
   async readIndexHeader(ref: BackupRef): Promise<IndexHeader> {
-    const head = await this.target.get(ref.key, { offset: 0, length: Math.min(ref.size, 64 * 1024) });
+    let head: Buffer;
     try {
-      if (!head.subarray(0, 4).equals(INDEX_MAGIC)) throw new Error('bad magic');
+      head = await this.target.get(ref.key, { offset: 0, length: Math.min(ref.size, 64 * 1024) });
+    } catch (e) {
+      if (e instanceof ObjectMissingError) throw new BackupNotFoundError(`backup ${ref.backupId} has no index for device ${ref.deviceKey}`);
+      throw e;
+    }
+    try {
+      if (head.length < 12 || !head.subarray(0, 4).equals(INDEX_MAGIC)) throw new IndexFormatError('bad index magic');
       const len = head.readUInt32LE(8);
-      if (12 + len > ref.size) throw new Error('header length past the end'); // never allocate what a damaged length claims
+      // never allocate what a damaged length claims
+      if (12 + len > ref.size) throw new IndexFormatError('header length past the end');
       const json = len + 12 <= head.length ? head.subarray(12, 12 + len) : (await this.target.get(ref.key, { offset: 12, length: len }));
-      return JSON.parse(json.toString('utf8')) as IndexHeader;
-    } catch {
-      throw new CorruptError(`index ${ref.key} is damaged: its header cannot be read`);
+      const header = parseIndexHeader(json);
+      checkIndexName(header, ref.backupId, ref.deviceKey);
+      return header;
+    } catch (e) {
+      if (e instanceof IndexFormatError) throw new CorruptError(`index ${ref.key} is damaged: ${e.message}`);
+      throw e;
     }
   }
 

@@ -143,6 +143,19 @@ export class LocalTarget implements Target {
     }
   }
 
+  async *listDirectories(prefix: string): AsyncIterable<string> {
+    checkPrefix(prefix);
+    if (!prefix.endsWith('/')) throw new Error(`listDirectories needs a prefix ending with '/' (got ${JSON.stringify(prefix)})`);
+    let entries;
+    try {
+      entries = await fs.readdir(path.join(this.location, ...prefix.slice(0, -1).split('/')), { withFileTypes: true });
+    } catch (e) {
+      if (isSystemError(e, 'ENOENT') || isSystemError(e, 'ENOTDIR')) return;
+      throw fromSystemError(e, 'repository', this.location);
+    }
+    for (const d of entries) if (d.isDirectory() && !d.name.startsWith(TMP_PREFIX)) yield `${prefix}${d.name}`;
+  }
+
   async delete(key: string): Promise<void> {
     const f = this.file(key);
     try {
