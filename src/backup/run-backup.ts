@@ -60,6 +60,8 @@ export interface DeviceOutcome {
   stats?: BackupStats;
   size?: number;
   method?: IncrementalReport;
+  /** Chunks the previous backup holds in damaged packs, read again from the device and stored anew. */
+  damagedReread?: number;
 }
 
 export interface BackupRunResult {
@@ -215,7 +217,8 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
         }
         const parent = prev.damage ? null : prev.index;
         const phase = reporter.phase(`${opts.kind} ${device}`, chunks ? chunks.length * repo.config.chunkSize : identity.size);
-        const { index, stats } = await backupDevice({
+        const damagedPacks = await repo.damagedPacks();
+        const { index, stats, damagedReread } = await backupDevice({
           repo,
           pool,
           writer,
@@ -225,6 +228,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           kind: opts.kind,
           method,
           parent,
+          damagedPacks,
           chunks,
           snapshot: !!session,
           cbt,
@@ -246,6 +250,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           stats,
           size: identity.size,
           method: { mode: method.mode, reason: method.reason, cbtChangedBytes, changedBytes: changedBytes(index, parent) },
+          damagedReread,
         });
       } catch (e) {
         if (!(e instanceof BkpError)) throw e;

@@ -18,6 +18,7 @@ import { pruneBackups } from '../repo/prune.js';
 import { backupLines, pruneLines } from './render.js';
 import { recordMetrics } from './metrics-hook.js';
 import { run, configCheck } from './run-command.js';
+import { repair } from './repair-command.js';
 
 type Args<T> = T & GlobalArgs;
 
@@ -212,6 +213,9 @@ export const verify: CommandModule<GlobalArgs, Args<{ backup?: string; 'read-dat
     const lines = [
       `verified ${r.backups.length} backup index(es), ${r.packsChecked} pack(s)` + (a['read-data'] ? `, ${r.chunksChecked} chunk(s), ${fmtBytes(r.bytesRead)} read` : ' (existence and size; --read-data checks content)'),
       ...bad.map((b) => `DAMAGED ${b.backupId} ${b.deviceKey}: ${b.problems.join('; ')}`),
+      ...(r.damagedPacks.length
+        ? [`${r.damagedPacks.length} damaged pack(s) recorded under damage/: new backups store their chunks anew; bkp repair heals what it can`]
+        : []),
       bad.length ? `${bad.length} damaged backup(s)` : 'no damage found',
     ];
     ctx.out(lines.join('\n'), { command: 'verify', ok: bad.length === 0, ...r });
@@ -283,4 +287,4 @@ export const prune: CommandModule<GlobalArgs, PruneArgs> = {
   },
 };
 
-export const all = [init, full, incr, run, list, restore, verify, prune, gc, status, snapshotCleanup, configCheck];
+export const all = [init, full, incr, run, list, restore, verify, repair, prune, gc, status, snapshotCleanup, configCheck];

@@ -16,6 +16,9 @@ export function backupLines(res: BackupRunResult): string[] {
       `  ${d.device}: ${fmtBytes(s.bytesRead)} read, ${fmtBytes(s.bytesStored)} stored ` +
         `(${s.chunksNew} new, ${s.chunksReused} already stored, ${s.chunksZero} zero chunks) in ${fmtDuration(s.durationMs)}, ${fmtBytes(rate)}/s`,
     );
+    if (d.damagedReread) {
+      lines.push(`    ${d.damagedReread} chunk(s) of the previous backup lie in damaged pack(s): read again from the device and stored anew`);
+    }
     const m = d.method!;
     if (m.mode === 'cbt') {
       lines.push(`    changed blocks from CBT: ${fmtBytes(m.cbtChangedBytes ?? 0)} marked, ${fmtBytes(s.bytesRead)} read, ${fmtBytes(m.changedBytes)} really changed`);

@@ -10,6 +10,7 @@ import { BufferPool } from '../backup/buffer-pool.js';
 import { BackupNotFoundError, CorruptError } from '../errors.js';
 import { ObjectMissingError } from '../storage/target.js';
 import type { Reporter } from '../report/reporter.js';
+import { DamageRecorder } from '../repo/damage.js';
 
 export interface VerifiedBackup {
   backupId: string;
@@ -23,6 +24,10 @@ export interface VerifyResult {
   packsChecked: number;
   chunksChecked: number;
   bytesRead: number;
+  /** Packs found damaged (a chunk that fails its checks, or cut short): repair quarantines them. */
+  damagedPacks: string[];
+  /** New damage records written (docs/format.md): new backups no longer deduplicate against those packs. */
+  damageRecorded: number;
 }
 
 interface Ref {
@@ -84,6 +89,10 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
     const id = packIdFromKey(o.key);
     if (id) sizes.set(id, o.size);
   }
+  // what is found damaged inside a pack is recorded, so that no new backup builds on it; a missing
+  // pack needs no record (no backup can point into a pack that is not there)
+  const recorder = new DamageRecorder(repo.target, 'verify', (m) => opts.reporter.warn(m));
+  const damagedPacks = new Set<string>();
   const usersOf = (m: Map<string, Ref>) => new Set([...m.values()].flatMap((r) => [...r.users]));
   for (const [packId, m] of packs) {
     const size = sizes.get(packId);
@@ -94,6 +103,8 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
     // only the backups whose envelopes lie past the end are damaged: the others still restore
     const cut = [...m.values()].filter((r) => r.offset + r.length > size);
     if (cut.length) {
+      damagedPacks.add(packId);
+      for (const r of cut) await recorder.record({ packId, offset: r.offset, length: r.length, chunkId: r.id.toString('hex'), problem: `pack cut short at ${size} bytes` });
       const end = Math.max(...cut.map((r) => r.offset + r.length));
       damage(new Set(cut.flatMap((r) => [...r.users])), `pack ${packId} is truncated (${size} bytes, needs ${end})`);
     }
@@ -134,7 +145,11 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
             });
             buffers.release(res.dest);
             chunksChecked++;
-            if (res.error) damage(r.users, `chunk ${r.id.toString('hex').slice(0, 16)} in pack ${packId} at offset ${r.offset}: ${res.error}`);
+            if (res.error) {
+              damage(r.users, `chunk ${r.id.toString('hex').slice(0, 16)} in pack ${packId} at offset ${r.offset}: ${res.error}`);
+              damagedPacks.add(packId);
+              await recorder.record({ packId, offset: r.offset, length: r.length, chunkId: r.id.toString('hex'), problem: res.error });
+            }
           }),
         );
         reads.release(shared); // every chunk has settled: no worker reads it any more
@@ -147,5 +162,5 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
     }
     phase.done();
   }
-  return { backups: results, packsChecked: packs.size, chunksChecked, bytesRead };
+  return { backups: results, packsChecked: packs.size, chunksChecked, bytesRead, damagedPacks: [...damagedPacks], damageRecorded: recorder.recorded };
 }
