@@ -17,7 +17,7 @@ import { probeSignature, PROBE_BYTES } from '../device/probe.js';
 import type { BlockSource } from '../device/source.js';
 import type { Target } from '../storage/target.js';
 import { tryOpenBlksnap, SnapshotSession, CbtMapUnavailableError } from '../blksnap/index.js';
-import { backupDevice } from './device-backup.js';
+import { backupDevice, mergeSorted, parentInDamagedPacks } from './device-backup.js';
 import { chooseIncrementalMethod } from './chain.js';
 import { chunksFromChangedBlocks } from './plan.js';
 import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, UsageError } from '../errors.js';
@@ -216,8 +216,9 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           }
         }
         const parent = prev.damage ? null : prev.index;
-        const phase = reporter.phase(`${opts.kind} ${device}`, chunks ? chunks.length * repo.config.chunkSize : identity.size);
         const damagedPacks = await repo.damagedPacks();
+        const reread = chunks ? parentInDamagedPacks(parent, damagedPacks) : [];
+        const phase = reporter.phase(`${opts.kind} ${device}`, chunks ? mergeSorted(chunks, reread).length * repo.config.chunkSize : identity.size);
         const { index, stats, damagedReread } = await backupDevice({
           repo,
           pool,
