@@ -161,7 +161,7 @@ export async function repairRepository(repo: Repository, opts: RepairOptions = {
       continue;
     }
     const problems = new Map<number, string>();
-    let intact = 0;
+    const intact: Array<[Buffer, Envelope]> = [];
     for (const [offset, e] of want) {
       if (!data) {
         problems.set(offset, `pack ${packId} is missing`);
@@ -177,18 +177,21 @@ export async function repairRepository(repo: Repository, opts: RepairOptions = {
         problems.set(offset, `chunk ${e.id.toString('hex').slice(0, 16)} in pack ${packId} at offset ${offset}: ${err}`);
         continue;
       }
-      intact++;
-      const hex = e.id.toString('hex');
-      if (copied.has(hex) || (await findHealthy(e.id, e.plainLength))) continue;
-      copied.set(hex, writer ? await writer.add(e.id, env, e.plainLength) : null);
-      result.chunksCopied++;
+      intact.push([env, e]);
     }
     if (problems.size === 0 && data) {
       result.packsCleared.push(packId); // a false alarm (or healed by hand): the pack reads back intact
       continue;
     }
+    // the pack leaves packs/: its intact chunks that have no healthy copy elsewhere move out first
+    for (const [env, e] of intact) {
+      const hex = e.id.toString('hex');
+      if (copied.has(hex) || (await findHealthy(e.id, e.plainLength))) continue;
+      copied.set(hex, writer ? await writer.add(e.id, env, e.plainLength) : null);
+      result.chunksCopied++;
+    }
     bad.set(packId, problems);
-    result.packs.push({ packId, state: data ? 'damaged' : 'missing', damagedChunks: problems.size, intactChunks: intact, quarantinedAs: data ? quarantineKey(packId) : null });
+    result.packs.push({ packId, state: data ? 'damaged' : 'missing', damagedChunks: problems.size, intactChunks: intact.length, quarantinedAs: data ? quarantineKey(packId) : null });
     if (data) quarantine.push(packId);
   }
   await writer?.flush();

@@ -211,6 +211,42 @@ describe('damage never spreads into new backups (image files, --no-snapshot)', (
     assert.equal(healed.code, 0, healed.stdout + healed.stderr);
     assert.equal(await restoredHash(repo, first.id, out), await sha256Of(copy));
   });
+  test('a recorded pack that reads back intact again is only cleared: no quarantine, and dedup uses it again', async () => {
+    const repo = await freshRepo();
+    const first = await backup(repo, 'full');
+    const idx = await readIndex(repo, first.id);
+    const pack = idx.packs[0]!;
+    const saved = await fs.readFile(path.join(repo, packKey(pack)));
+    const d = await damageChunk(repo, first.id, 0);
+    assert.equal(d.pack, pack);
+    await verifyFinds(repo, pack);
+    await fs.writeFile(path.join(repo, packKey(pack)), saved); // put back by hand
+
+    const r = await runBkp(['repair', '--repo', repo, '--json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const res = JSON.parse(r.stdout);
+    assert.deepEqual(res.packsCleared, [pack]);
+    assert.deepEqual(res.packs, []);
+    assert.equal(res.indexesRewritten, 0);
+    assert.ok(existsSync(path.join(repo, packKey(pack))), 'the pack stays where it is');
+    const next = await backup(repo, 'full');
+    assert.equal(next.dev.stats.chunksNew, 0, 'with its record gone, the pack is deduplicated against again');
+  });
+
+  test('repair re-points a backup whose pack is missing at the copy a later backup stored', async () => {
+    const repo = await freshRepo();
+    const want = await sha256Of(img);
+    const first = await backup(repo, 'full');
+    const pack = (await readIndex(repo, first.id)).packs[1]!;
+    await fs.rm(path.join(repo, packKey(pack)));
+    await backup(repo, 'full');
+    const r = await runBkp(['repair', '--repo', repo, '--json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const res = JSON.parse(r.stdout);
+    assert.deepEqual(res.packs.map((p: { packId: string; state: string; quarantinedAs: null }) => [p.packId, p.state, p.quarantinedAs]), [[pack, 'missing', null]]);
+    assert.equal(res.indexesRewritten, 1);
+    assert.equal(await restoredHash(repo, first.id, out), want);
+  });
 });
 
 describe('damage never spreads into a CBT incremental (blksnap fake)', () => {
