@@ -93,27 +93,46 @@ export async function repairRepository(repo: Repository, opts: RepairOptions = {
   }
   const records = await damagedPacks(repo.target);
 
-  // what every pack must hold, and where each chunk id is stored
+  // the suspects: recorded packs, and packs an index names that are not there
+  const named = new Set(indexes.flatMap(({ index }) => index.packs));
+  const suspects = new Set([...records.keys(), ...[...named].filter((p) => !present.has(p))]);
+  // what backups need from each suspect pack (memory in proportion to the damage, not the repository)
   const referenced = new Map<string, Map<number, Envelope>>();
-  const copies = new Map<string, Loc[]>(); // chunk id (hex) → locations in packs
+  const needed = new Set<string>(); // chunk ids (hex) kept in a suspect pack
   for (const { index } of indexes) {
+    if (!index.packs.some((p) => suspects.has(p))) continue;
     const t = index.entries;
     for (let i = 0; i < t.length; i++) {
       if (!t.isData(i)) continue;
       const packId = index.packs[t.packOrdinal(i)]!;
+      if (!suspects.has(packId)) continue;
       let m = referenced.get(packId);
       if (!m) referenced.set(packId, (m = new Map()));
       const offset = t.offset(i);
-      if (!m.has(offset)) {
-        m.set(offset, { id: Buffer.from(t.id(i)), length: t.envelopeLength(i), plainLength: t.plainLength(i) });
+      if (m.has(offset)) continue;
+      m.set(offset, { id: Buffer.from(t.id(i)), length: t.envelopeLength(i), plainLength: t.plainLength(i) });
+      needed.add(t.id(i).toString('hex'));
+    }
+  }
+  // where else those chunk ids are stored
+  const copies = new Map<string, Loc[]>();
+  if (needed.size) {
+    for (const { index } of indexes) {
+      const t = index.entries;
+      for (let i = 0; i < t.length; i++) {
+        if (!t.isData(i)) continue;
+        const packId = index.packs[t.packOrdinal(i)]!;
+        if (suspects.has(packId)) continue;
         const hex = t.id(i).toString('hex');
+        if (!needed.has(hex)) continue;
         let l = copies.get(hex);
         if (!l) copies.set(hex, (l = []));
-        l.push({ packId, offset, length: t.envelopeLength(i) });
+        const offset = t.offset(i);
+        // a few distinct places are enough: one intact copy is all a chunk needs
+        if (l.length < 4 && !l.some((x) => x.packId === packId && x.offset === offset)) l.push({ packId, offset, length: t.envelopeLength(i) });
       }
     }
   }
-  const suspects = new Set([...records.keys(), ...[...referenced.keys()].filter((p) => !present.has(p))]);
   const healthy = (p: string) => present.has(p) && !suspects.has(p);
 
   // an intact copy in a healthy pack, checked before anything points at it
