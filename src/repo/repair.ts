@@ -166,6 +166,11 @@ export async function repairRepository(repo: Repository, opts: RepairOptions = {
   const quarantine: string[] = [];
   for (const packId of [...suspects].sort()) {
     const want = referenced.get(packId);
+    if (!want) {
+      // recorded, but no backup needs it: nothing to heal (gc removes an unreferenced pack)
+      result.packsCleared.push(packId);
+      continue;
+    }
     let data: Buffer | undefined;
     if (present.has(packId)) {
       try {
@@ -173,11 +178,6 @@ export async function repairRepository(repo: Repository, opts: RepairOptions = {
       } catch (e) {
         if (!(e instanceof ObjectMissingError)) throw e;
       }
-    }
-    if (!want) {
-      // recorded, but no backup needs it: nothing to heal (gc removes an unreferenced pack)
-      result.packsCleared.push(packId);
-      continue;
     }
     const problems = new Map<number, string>();
     const intact: Array<[Buffer, Envelope]> = [];
