@@ -26,6 +26,11 @@ export interface DeviceBackupRequest {
   method: IndexHeader['method'];
   /** The previous backup of this device: unread chunks come from it, read ones use it as a hint. */
   parent: BackupIndex | null;
+  /**
+   * Packs known to be damaged: the parent's chunks stored there are read again from the device
+   * (an incremental would otherwise inherit them) and stored anew, never matched by the hint.
+   */
+  damagedPacks?: ReadonlySet<string>;
   /** Chunks to read, ascending; undefined = all. */
   chunks?: readonly number[];
   snapshot: boolean;
@@ -41,6 +46,8 @@ export interface DeviceBackupRequest {
 export interface DeviceBackupResult {
   index: BackupIndex;
   stats: BackupStats;
+  /** Chunks of the parent stored in damaged packs, read again from the device and stored anew. */
+  damagedReread: number;
 }
 
 export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBackupResult> {
@@ -69,7 +76,9 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   const building = { entries, packs };
   const stats: BackupStats = { bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, chunksZero: 0, durationMs: 0 };
 
-  const toRead: Iterable<number> = req.chunks ?? everyChunk(n);
+  const inDamaged = parentInDamagedPacks(parent, req.damagedPacks);
+  const toRead: Iterable<number> = req.chunks && inDamaged.length ? mergeSorted(req.chunks, inDamaged) : (req.chunks ?? everyChunk(n));
+  const damagedSet = new Set(inDamaged);
   const bufferCount = pool.size * 4;
   const buffers = new BufferPool(chunkSize, bufferCount);
   /** Chunks read but not yet applied: their envelopes (at most ~32 MiB) wait in memory. */
@@ -133,7 +142,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     } catch {
       break;
     }
-    const hint = parent && parent.entries.isData(i) ? parent.entries.id(i) : undefined;
+    const hint = parent && parent.entries.isData(i) && !damagedSet.has(i) ? parent.entries.id(i) : undefined;
     const sealed: Promise<SealResult | undefined> = reads(() => (failure ? Promise.reject(failure) : readChunk(pb, offset, length))).then(
       () => {
         stats.bytesRead += length;
@@ -201,7 +210,28 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   crashPoint('before-commit');
   await repo.commitIndex(index);
   crashPoint('after-commit');
-  return { index, stats };
+  return { index, stats, damagedReread: inDamaged.length };
+}
+
+/** Positions of the parent's data entries stored in a damaged pack, ascending. */
+export function parentInDamagedPacks(parent: BackupIndex | null, damaged: ReadonlySet<string> | undefined): number[] {
+  if (!parent || !damaged || damaged.size === 0 || !parent.packs.some((p) => damaged.has(p))) return [];
+  const out: number[] = [];
+  const t = parent.entries;
+  for (let i = 0; i < t.length; i++) if (t.isData(i) && damaged.has(parent.packs[t.packOrdinal(i)]!)) out.push(i);
+  return out;
+}
+
+/** The union of two ascending lists, ascending, each position once. */
+export function mergeSorted(a: readonly number[], b: readonly number[]): number[] {
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = j >= b.length || (i < a.length && a[i]! <= b[j]!) ? a[i++]! : b[j++]!;
+    if (out[out.length - 1] !== x) out.push(x);
+  }
+  return out;
 }
 
 function* everyChunk(n: number): Generator<number> {

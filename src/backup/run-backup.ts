@@ -17,7 +17,7 @@ import { probeSignature, PROBE_BYTES } from '../device/probe.js';
 import type { BlockSource } from '../device/source.js';
 import type { Target } from '../storage/target.js';
 import { tryOpenBlksnap, SnapshotSession, CbtMapUnavailableError } from '../blksnap/index.js';
-import { backupDevice } from './device-backup.js';
+import { backupDevice, mergeSorted, parentInDamagedPacks } from './device-backup.js';
 import { chooseIncrementalMethod } from './chain.js';
 import { chunksFromChangedBlocks } from './plan.js';
 import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, UsageError } from '../errors.js';
@@ -60,6 +60,8 @@ export interface DeviceOutcome {
   stats?: BackupStats;
   size?: number;
   method?: IncrementalReport;
+  /** Chunks the previous backup holds in damaged packs, read again from the device and stored anew. */
+  damagedReread?: number;
 }
 
 export interface BackupRunResult {
@@ -214,8 +216,10 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           }
         }
         const parent = prev.damage ? null : prev.index;
-        const phase = reporter.phase(`${opts.kind} ${device}`, chunks ? chunks.length * repo.config.chunkSize : identity.size);
-        const { index, stats } = await backupDevice({
+        const damagedPacks = await repo.damagedPacks();
+        const reread = chunks ? parentInDamagedPacks(parent, damagedPacks) : [];
+        const phase = reporter.phase(`${opts.kind} ${device}`, chunks ? mergeSorted(chunks, reread).length * repo.config.chunkSize : identity.size);
+        const { index, stats, damagedReread } = await backupDevice({
           repo,
           pool,
           writer,
@@ -225,6 +229,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           kind: opts.kind,
           method,
           parent,
+          damagedPacks,
           chunks,
           snapshot: !!session,
           cbt,
@@ -246,6 +251,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           stats,
           size: identity.size,
           method: { mode: method.mode, reason: method.reason, cbtChangedBytes, changedBytes: changedBytes(index, parent) },
+          damagedReread,
         });
       } catch (e) {
         if (!(e instanceof BkpError)) throw e;

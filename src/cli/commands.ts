@@ -18,6 +18,7 @@ import { pruneBackups } from '../repo/prune.js';
 import { backupLines, pruneLines, verifyLines, verifyOk } from './render.js';
 import { recordMetrics } from './metrics-hook.js';
 import { run, configCheck } from './run-command.js';
+import { repair } from './repair-command.js';
 
 type Args<T> = T & GlobalArgs;
 
@@ -279,4 +280,4 @@ export const prune: CommandModule<GlobalArgs, PruneArgs> = {
   },
 };
 
-export const all = [init, full, incr, run, list, restore, verify, prune, gc, status, snapshotCleanup, configCheck];
+export const all = [init, full, incr, run, list, restore, verify, repair, prune, gc, status, snapshotCleanup, configCheck];

@@ -17,6 +17,9 @@ export function backupLines(res: BackupRunResult): string[] {
       `  ${d.device}: ${fmtBytes(s.bytesRead)} read, ${fmtBytes(s.bytesStored)} stored ` +
         `(${s.chunksNew} new, ${s.chunksReused} already stored, ${s.chunksZero} zero chunks) in ${fmtDuration(s.durationMs)}, ${fmtBytes(rate)}/s`,
     );
+    if (d.damagedReread) {
+      lines.push(`    ${d.damagedReread} chunk(s) of the previous backup lie in damaged pack(s): read again from the device and stored anew`);
+    }
     const m = d.method!;
     if (m.mode === 'cbt') {
       lines.push(`    changed blocks from CBT: ${fmtBytes(m.cbtChangedBytes ?? 0)} marked, ${fmtBytes(s.bytesRead)} read, ${fmtBytes(m.changedBytes)} really changed`);
@@ -62,6 +65,9 @@ export function verifyLines(r: VerifyResult, readData: boolean): string[] {
       (r.rounds > 1 ? `; checked ${r.rounds} times: indexes changed meanwhile (a gc or prune ran)` : ''),
     ...bad.map((b) => `DAMAGED ${b.backupId} ${b.deviceKey}: ${b.problems.join('; ')}`),
     ...r.packs.map((p) => `DAMAGED pack ${p.packId}: ${p.problem} (backups restore from their indexes; recovery without an index needs the trailer)`),
+    ...(r.damagedPacks.length
+      ? [`${r.damagedPacks.length} damaged pack(s) recorded under damage/: new backups store their chunks anew; bkp repair heals what it can`]
+      : []),
     ...unexplained,
     summary,
   ];

@@ -9,6 +9,7 @@ import { ChunkMap } from './chunk-map.js';
 import { checkIndexName, decodeIndex, encodeIndexParts, indexKey, IndexFormatError, parseIndexHeader, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
 import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
 import { packIdFromKey } from './pack.js';
+import { damagedPacks } from './damage.js';
 import { BackupNotFoundError, BkpError, CorruptError, ExitCode, RepoExistsError, RepoMissingError } from '../errors.js';
 
 export interface BackupRef {
@@ -189,14 +190,27 @@ export class Repository {
     return this.packsPromise;
   }
 
+  private damagedPromise: Promise<ReadonlySet<string>> | undefined;
+
   /**
-   * The chunks referenced by committed backups whose packs are present (built on first use, then
-   * kept up to date by the writer). A chunk in a lost pack is not known: it is stored again.
+   * Ids of the packs that a damage record names (listed once per Repository object): new backups
+   * never point into them, and an incremental reads again the chunks its parent has there.
+   */
+  damagedPacks(): Promise<ReadonlySet<string>> {
+    this.damagedPromise ??= damagedPacks(this.target).then((m) => new Set(m.keys()));
+    return this.damagedPromise;
+  }
+
+  /**
+   * The chunks referenced by committed backups whose packs are present and not known to be
+   * damaged (built on first use, then kept up to date by the writer). A chunk in a lost or
+   * damaged pack is not known: it is stored again.
    */
   chunkMap(): Promise<ChunkMap> {
     this.chunkMapPromise ??= (async () => {
       const map = new ChunkMap();
       const present = await this.presentPacks();
+      const damaged = await this.damagedPacks();
       // the newest index of every device: each index is complete, so together they hold every
       // chunk the devices had at their last backup. Older backups are not read: their other chunks
       // rarely come back, and reading them would cost memory and requests in proportion to the
@@ -214,7 +228,9 @@ export class Repository {
         }
         const t = idx.entries;
         for (let i = 0; i < t.length; i++) {
-          if (t.isData(i) && present.has(idx.packs[t.packOrdinal(i)]!)) map.addEntry(idx, i);
+          if (!t.isData(i)) continue;
+          const p = idx.packs[t.packOrdinal(i)]!;
+          if (present.has(p) && !damaged.has(p)) map.addEntry(idx, i);
         }
       }
       return map;

@@ -14,6 +14,7 @@ import { CorruptError, InterruptedError } from '../errors.js';
 import { ObjectMissingError } from '../storage/target.js';
 import type { Reporter } from '../report/reporter.js';
 import type { IndexHeader } from '../repo/index-file.js';
+import { DamageRecorder } from '../repo/damage.js';
 
 export interface RestoreOptions {
   repo: Repository;
@@ -83,6 +84,8 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
         progress(length);
       }
     : undefined;
+  // a damaged chunk is recorded in the repository, so that no new backup builds on it
+  const recorder = new DamageRecorder(opts.repo.target, 'restore', (m) => opts.reporter.warn(m));
   let ok = false;
   try {
     const window = new Set<Promise<void>>();
@@ -104,7 +107,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
               zeroBytes += op.length;
               progress(op.length);
             })
-          : restoreRead(opts.repo, op, sink, pool, buffers, reads, progress, onDamage).then((n) => {
+          : restoreRead(opts.repo, op, sink, pool, buffers, reads, progress, recorder, onDamage).then((n) => {
               bytesFetched += n;
             });
       const p: Promise<void> = work
@@ -162,6 +165,7 @@ async function restoreRead(
   buffers: BufferPool,
   reads: SharedReads,
   progress: (n: number) => void,
+  recorder: DamageRecorder,
   onDamage?: (offset: number, length: number, problem: string) => Promise<void>,
 ): Promise<number> {
   const key = packKey(op.packId);
@@ -182,6 +186,7 @@ async function restoreRead(
       // the pack ends early: the chunks whose envelopes lie past its end are lost
       const lost = op.chunks.filter((c) => c.at + c.length > data.length);
       const problem = `pack ${op.packId} is truncated (${op.offset + data.length} bytes, needs ${op.offset + op.length})`;
+      for (const c of lost) await recorder.record({ packId: op.packId, offset: op.offset + c.at, length: c.length, chunkId: c.id.toString('hex'), problem: `pack cut short at ${op.offset + data.length} bytes` });
       if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(lost)} cannot be restored`);
       for (const c of lost) await onDamage(c.deviceOffset, c.plainLength, problem);
     }
@@ -196,6 +201,7 @@ async function restoreRead(
         });
         try {
           if (r.error) {
+            await recorder.record({ packId: op.packId, offset: op.offset + c.at, length: c.length, chunkId: c.id.toString('hex'), problem: r.error });
             const problem = `chunk ${c.id.toString('hex').slice(0, 16)} in pack ${op.packId} is damaged (${r.error})`;
             if (!onDamage) throw new CorruptError(`${problem}: ${deviceBytes(c.deviceOffset, c.plainLength)}`);
             await onDamage(c.deviceOffset, c.plainLength, problem);

@@ -18,6 +18,7 @@ import pLimit from 'p-limit';
 import { BackupNotFoundError, CorruptError, ObjectArchivedError } from '../errors.js';
 import { ARCHIVE_CLASSES, ObjectMissingError } from '../storage/target.js';
 import type { Reporter } from '../report/reporter.js';
+import { DamageRecorder } from '../repo/damage.js';
 
 export interface VerifiedBackup {
   backupId: string;
@@ -47,6 +48,10 @@ export interface VerifyResult {
   packsArchived: number;
   /** Rounds of checks: more than 1 when a concurrent gc or prune changed an index meanwhile. */
   rounds: number;
+  /** Packs found damaged (a chunk that fails its checks, or cut short): repair quarantines them. */
+  damagedPacks: string[];
+  /** New damage records written (docs/format.md): new backups no longer deduplicate against those packs. */
+  damageRecorded: number;
 }
 
 interface Ref {
@@ -67,15 +72,19 @@ export async function runVerify(opts: { repo: Repository; backup?: string; readD
   const { repo } = opts;
   let bytesRead = 0;
   let chunksChecked = 0;
+  let damageRecorded = 0;
+  const damagedPacks = new Set<string>();
   for (let round = 1; ; round++) {
     const r = await verifyOnce(repo, opts);
     bytesRead += r.result.bytesRead;
     chunksChecked += r.result.chunksChecked;
+    damageRecorded += r.result.damageRecorded;
+    for (const p of r.result.damagedPacks) damagedPacks.add(p);
     const settled = r.result.backups.every((b) => b.ok) && r.result.packs.length === 0 && !r.changed;
     // only the indexes a problem involves are read again: the others' results stand either way
     const involved = r.result.packs.length ? r.checked : r.checked.filter((c) => r.result.backups.some((b) => !b.ok && b.backupId === c.ref.backupId && b.deviceKey === c.ref.deviceKey));
     if (settled || round === MAX_ROUNDS || !(r.changed || (await changedSince(repo, involved)))) {
-      return { ...r.result, bytesRead, chunksChecked, rounds: round };
+      return { ...r.result, bytesRead, chunksChecked, damageRecorded, damagedPacks: [...damagedPacks], rounds: round };
     }
   }
 }
@@ -171,6 +180,10 @@ async function verifyOnce(
   }
   const trailerReads = pLimit(TRAILER_READS);
   const trailerChecks: Array<Promise<void>> = [];
+  // what is found damaged inside a pack is recorded, so that no new backup builds on it; a missing
+  // pack needs no record (no backup can point into a pack that is not there)
+  const recorder = new DamageRecorder(repo.target, 'verify', (m) => opts.reporter.warn(m));
+  const chunkDamaged = new Set<string>();
   const usersOf = (m: Map<string, Ref>) => new Set([...m.values()].flatMap((r) => [...r.users]));
   const missing = (packId: string, m: Map<string, Ref>) => damage(usersOf(m), `pack ${packId} is missing`);
   const checkTrailer = (packId: string, m: Map<string, Ref>, trailer: PackEntry[]) => {
@@ -188,6 +201,8 @@ async function verifyOnce(
     // only the backups whose envelopes lie past the end are damaged: the others still restore
     const cut = [...m.values()].filter((r) => r.offset + r.length > size);
     if (cut.length) {
+      chunkDamaged.add(packId);
+      for (const r of cut) await recorder.record({ packId, offset: r.offset, length: r.length, chunkId: r.id.toString('hex'), problem: `pack cut short at ${size} bytes` });
       const end = Math.max(...cut.map((r) => r.offset + r.length));
       damage(new Set(cut.flatMap((r) => [...r.users])), `pack ${packId} is truncated (${size} bytes, needs ${end})`);
     }
@@ -251,7 +266,11 @@ async function verifyOnce(
             });
             buffers.release(res.dest);
             chunksChecked++;
-            if (res.error) damage(r.users, `chunk ${r.id.toString('hex').slice(0, 16)} in pack ${packId} at offset ${r.offset}: ${res.error}`);
+            if (res.error) {
+              damage(r.users, `chunk ${r.id.toString('hex').slice(0, 16)} in pack ${packId} at offset ${r.offset}: ${res.error}`);
+              chunkDamaged.add(packId);
+              await recorder.record({ packId, offset: r.offset, length: r.length, chunkId: r.id.toString('hex'), problem: res.error });
+            }
           }),
         );
         reads.release(shared); // every chunk has settled: no worker reads it any more
@@ -289,6 +308,8 @@ async function verifyOnce(
       packsArchived: opts.readData ? 0 : [...packs.keys()].filter((p) => archived.has(p)).length,
       chunksChecked,
       bytesRead,
+      damagedPacks: [...chunkDamaged],
+      damageRecorded: recorder.recorded,
     },
     checked,
     changed,
