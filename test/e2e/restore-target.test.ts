@@ -23,6 +23,7 @@ describe('restore targets', () => {
   const repo = path.join(t.dir, 'repo');
   const damaged = path.join(t.dir, 'damaged');
   const src = path.join(t.dir, 'src.img');
+  const fifoRepo = path.join(t.dir, 'fifo-repo'); // a copy of repo, made before any test can touch it
   let srcHash: string;
   let goodId: string;
   const loops: Loop[] = [];
@@ -58,6 +59,7 @@ describe('restore targets', () => {
       assert.equal(b.code, 0, b.stderr);
       if (r === repo) goodId = JSON.parse(b.stdout).backupId as string;
     }
+    await fs.cp(repo, fifoRepo, { recursive: true });
     // one flipped byte inside the first chunk envelope of every pack of `damaged`
     for (const dir of await fs.readdir(path.join(damaged, 'packs'))) {
       for (const name of await fs.readdir(path.join(damaged, 'packs', dir))) {
@@ -191,8 +193,6 @@ describe('restore targets', () => {
   });
 
   test('a FIFO in place of a pack or of config is damage with a clear line, never a hang', async () => {
-    const fifoRepo = path.join(t.dir, 'fifo-repo');
-    await fs.cp(repo, fifoRepo, { recursive: true });
     const packDir = path.join(fifoRepo, 'packs', (await fs.readdir(path.join(fifoRepo, 'packs')))[0]!);
     const pack = path.join(packDir, (await fs.readdir(packDir))[0]!);
     await fs.rm(pack);
