@@ -46,6 +46,33 @@ export function partialImagePath(target: string, pid = process.pid): string {
 }
 
 /**
+ * Removes the partial images of `final` left by restores that died (kill -9, power loss): those
+ * whose process no longer runs. Only for a caller that holds the target's path lock, so that no
+ * live restore can own one. Returns the paths removed.
+ */
+export async function removeStalePartials(final: string): Promise<string[]> {
+  const prefix = `.${path.basename(final)}.bkp-partial-`;
+  const removed: string[] = [];
+  for (const name of await fs.readdir(path.dirname(final)).catch(() => [] as string[])) {
+    const pid = name.startsWith(prefix) ? Number(name.slice(prefix.length)) : NaN;
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isRunning(pid)) continue;
+    const p = path.join(path.dirname(final), name);
+    await fs.rm(p, { force: true });
+    removed.push(p);
+  }
+  return removed;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return !isSystemError(e, 'ESRCH');
+  }
+}
+
+/**
  * The path a restore target resolves to: an existing one's real path (a symlink is followed, so
  * the rename replaces the file it names), else the real directory and the name.
  */

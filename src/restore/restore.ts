@@ -7,7 +7,7 @@ import type { Repository, BackupRef } from '../repo/repository.js';
 import { packKey } from '../repo/pack.js';
 import { CodecPool, SharedReads } from '../repo/codec-pool.js';
 import { BufferPool, view } from '../backup/buffer-pool.js';
-import { finalTargetPath, openRestoreSink, type RestoreSink } from '../device/sink.js';
+import { finalTargetPath, openRestoreSink, removeStalePartials, type RestoreSink } from '../device/sink.js';
 import { refuseRepositoryTarget } from './repo-target.js';
 import { isS3Url } from '../storage/open.js';
 import { pausePoint } from '../faults.js';
@@ -66,6 +66,9 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const targetLock = await lockRestoreTarget(opts.to, final, (m) => opts.reporter.warn(m));
   let sink: Awaited<ReturnType<typeof openRestoreSink>>;
   try {
+    if (targetLock.pathLocked) {
+      for (const p of await removeStalePartials(final)) opts.reporter.warn(`removed ${p}, the partial image of a restore that did not end`);
+    }
     sink = await openRestoreSink(opts.to, size, opts.force);
   } catch (e) {
     await targetLock.release();

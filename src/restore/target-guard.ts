@@ -47,20 +47,25 @@ export async function refuseTargetBeingBackedUp(path: string): Promise<void> {
  * refused with exit 17. An image file path is also locked by its name (its directory and name),
  * whether a file is there yet or not: the image is written under a temporary name and renamed
  * last, so two restores to one new path would otherwise both run. `final` is the target's real
- * path (src/device/sink.ts finalTargetPath). Without access to the lock directory (a restore to an
+ * path (src/device/sink.ts finalTargetPath); `pathLocked` says that its path lock is held.
+ * Without access to the lock directory (a restore to an
  * image file by a user who is not root) the checks above still apply and no lock is taken.
  */
-export async function lockRestoreTarget(path: string, final: string, warn: (msg: string) => void): Promise<DeviceLocks> {
+export async function lockRestoreTarget(path: string, final: string, warn: (msg: string) => void): Promise<DeviceLocks & { pathLocked: boolean }> {
+  const none = { release: async () => {}, pathLocked: false };
   const st = await fs.stat(final).catch(() => null);
-  if (st && !(st.isBlockDevice() || st.isFile())) return { release: async () => {} };
+  if (st && !(st.isBlockDevice() || st.isFile())) return none;
   const locks = [];
-  if (st) locks.push({ what: `restore target ${path}`, name: await deviceLockName(final) });
-  if (!st?.isBlockDevice()) locks.push({ what: `restore target ${path}`, name: await imagePathLockName(final) });
+  if (st) locks.push({ what: `device ${path}`, name: await deviceLockName(final) });
+  // a missing directory is the sink's to report
+  const pathLock = st?.isBlockDevice() ? null : await imagePathLockName(final).catch(() => null);
+  if (pathLock) locks.push({ what: `path ${path}`, name: pathLock });
+  if (!locks.length) return none;
   try {
-    return await acquireNamedLocks(locks, `bkp restore --to ${path}`, warn);
+    return { ...(await acquireNamedLocks(locks, `bkp restore --to ${path}`, warn)), pathLocked: pathLock !== null };
   } catch (e) {
     if (e instanceof LockedError) throw new TargetInUseError(`restore target ${path} is in use: ${e.message}`, { cause: e });
-    if (e instanceof PermissionError && !st?.isBlockDevice()) return { release: async () => {} };
+    if (e instanceof PermissionError && !st?.isBlockDevice()) return none;
     throw e;
   }
 }

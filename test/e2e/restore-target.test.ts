@@ -134,6 +134,21 @@ describe('restore targets', () => {
     await a.resume().catch(() => {});
   });
 
+  test('the partial image of a restore killed with SIGKILL is removed by the next restore to that path', async () => {
+    const out = path.join(t.dir, 'killed.img');
+    const a = await pausedRestore(['restore', '--repo', repo, '--to', out]);
+    a.child.kill('SIGKILL');
+    await a.done;
+    const left = await leftovers(out);
+    assert.deepEqual(left, [`.killed.img.bkp-partial-${a.pid}`], 'kill -9 leaves the partial image, never an image at the path');
+    const r = await runBkp(['restore', '--repo', repo, '--to', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`removed ${path.join(t.dir, left[0]!)}, the partial image of a restore that did not end`));
+    assert.deepEqual(await leftovers(out), ['killed.img']);
+    assert.equal(await sha256Of(out), srcHash);
+    await a.resume().catch(() => {});
+  });
+
   test('a restore locks its new target path: a second restore (--force) and a backup of that path are refused, the first result intact', async () => {
     const out = path.join(t.dir, 'shared.img');
     const other = path.join(t.dir, 'other-repo');
