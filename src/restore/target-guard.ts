@@ -48,8 +48,8 @@ export async function refuseTargetBeingBackedUp(path: string): Promise<void> {
  * whether a file is there yet or not: the image is written under a temporary name and renamed
  * last, so two restores to one new path would otherwise both run. `final` is the target's real
  * path (src/device/sink.ts finalTargetPath); `pathLocked` says that its path lock is held.
- * Without access to the lock directory (a restore to an
- * image file by a user who is not root) the checks above still apply and no lock is taken.
+ * Without access to the lock directory (a restore to an image file by a user who is not root) the
+ * checks above still apply and no lock is taken.
  */
 export async function lockRestoreTarget(path: string, final: string, warn: (msg: string) => void): Promise<DeviceLocks & { pathLocked: boolean }> {
   const none = { release: async () => {}, pathLocked: false };
