@@ -134,6 +134,18 @@ describe('restore targets', () => {
     await a.resume().catch(() => {});
   });
 
+  test('SIGINT during a restore: exit 130 with a line worded for a restore, and no image left', async () => {
+    const out = path.join(t.dir, 'interrupted.img');
+    const a = await pausedRestore(['restore', '--repo', repo, '--to', out]);
+    a.child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 300)); // the signal is handled before the restore goes on
+    await a.resume();
+    const r = await a.done;
+    assert.equal(r.code, ExitCode.INTERRUPTED, r.stderr);
+    assert.match(r.stderr, new RegExp(`\nbkp: stopped by SIGINT; the restore did not finish: no image was written to ${out} \\(a file that was there is left as it was\\); run the same command again\n$`));
+    assert.deepEqual(await leftovers(out), []);
+  });
+
   test('the partial image of a restore killed with SIGKILL is removed by the next restore to that path', async () => {
     const out = path.join(t.dir, 'killed.img');
     const a = await pausedRestore(['restore', '--repo', repo, '--to', out]);
