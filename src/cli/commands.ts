@@ -1,13 +1,14 @@
 /** The commands: parse, call the library, render. No logic beyond that. */
 import type { Argv, CommandModule } from 'yargs';
-import { context, registerCleanup, type GlobalArgs } from './context.js';
+import { promises as fs } from 'node:fs';
+import { context, registerCleanup, setStopNote, type GlobalArgs } from './context.js';
 import { parseSize } from '../shared/sizes.js';
 import { status, snapshotCleanup } from './snapshot-commands.js';
 import { openTarget } from '../storage/open.js';
 import { s3Options, s3OptionsFrom } from './s3-options.js';
 import { Repository, deviceKeyOf } from '../repo/repository.js';
 import { runBackup } from '../backup/run-backup.js';
-import { runRestore } from '../restore/restore.js';
+import { restoreStopNote, runRestore } from '../restore/restore.js';
 import { runVerify } from '../restore/verify.js';
 import { collectGarbage } from '../repo/gc.js';
 import { acquireLock } from '../repo/lock.js';
@@ -182,7 +183,19 @@ export const restore: CommandModule<GlobalArgs, Args<{ backup: string; device?: 
     const ctx = context(a);
     const repo = await Repository.open(await openTarget(a.repo, s3OptionsFrom(a)));
     const ref = await repo.resolve(a.backup, a.device);
-    const r = await runRestore({ repo, ref, to: a.to, force: a.force, ignoreErrors: a['ignore-errors'], reporter: ctx.reporter, signal: ctx.signal, readAhead: a['s3-concurrency'] });
+    const toDevice = (await fs.stat(a.to).catch(() => null))?.isBlockDevice() ?? false;
+    setStopNote(restoreStopNote(a.to, toDevice ? 'block' : 'file'));
+    const r = await runRestore({
+      repo,
+      ref,
+      to: a.to,
+      force: a.force,
+      ignoreErrors: a['ignore-errors'],
+      reporter: ctx.reporter,
+      signal: ctx.signal,
+      readAhead: a['s3-concurrency'],
+      onCleanup: registerCleanup,
+    });
     const rate = r.bytes / Math.max(0.001, r.durationMs / 1000);
     const lost = r.damaged.reduce((n, d) => n + d.length, 0);
     ctx.out(

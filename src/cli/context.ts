@@ -57,6 +57,18 @@ export async function runExitHooks(code: number): Promise<number> {
   return code;
 }
 
+const BACKUP_STOP_NOTE = 'nothing was committed for the device in progress';
+let note = BACKUP_STOP_NOTE;
+
+/** What a stopped command leaves behind, said after "stopped by SIGINT;" (a backup's unless a command sets its own). */
+export function setStopNote(text: string): void {
+  note = text;
+}
+
+export function stopNote(): string {
+  return note;
+}
+
 export function stop(sig: NodeJS.Signals): void {
   stoppedBy ??= sig;
   controller.abort(new Error(`stopped by ${sig}`));

@@ -12,6 +12,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { createHash } from 'node:crypto';
 import { acquireLock, type RepoLock } from '../repo/lock.js';
 import { LocalTarget } from '../storage/local/local-target.js';
 import { devNumOf } from '../device/mounts.js';
@@ -43,10 +44,37 @@ export interface DeviceLocks {
 }
 
 /**
+ * The lock name of an image file path, whether or not a file is there yet: its directory (by
+ * filesystem device and inode) and its name. A restore holds it while it writes the image under a
+ * temporary name, so that a second restore to the same path is refused before either renames.
+ */
+export async function imagePathLockName(filePath: string): Promise<string> {
+  const dir = path.dirname(path.resolve(filePath));
+  let st;
+  try {
+    st = await fs.stat(dir, { bigint: true });
+  } catch (e) {
+    throw fromSystemError(e, 'directory', dir);
+  }
+  const name = createHash('sha256').update(path.basename(filePath)).digest('hex').slice(0, 16);
+  return `path-${st.dev}-${st.ino}-${name}`;
+}
+
+export interface DeviceLocks {
+  release(): Promise<void>;
+}
+
+/**
  * Takes the lock of every device, in a fixed order, or none: a device held by another live bkp
  * is a LockedError (exit 11) naming its pid, host and start time.
  */
 export async function acquireDeviceLocks(devices: readonly string[], command: string, warn: (msg: string) => void): Promise<DeviceLocks> {
+  const named = await Promise.all(devices.map(async (d) => ({ what: `device ${d}`, name: await deviceLockName(d) })));
+  return acquireNamedLocks(named, command, warn);
+}
+
+/** Takes the locks named (each `what` says it in messages), in a fixed order, or none. */
+export async function acquireNamedLocks(locks: ReadonlyArray<{ what: string; name: string }>, command: string, warn: (msg: string) => void): Promise<DeviceLocks> {
   const dir = deviceLockDir();
   try {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -57,15 +85,14 @@ export async function acquireDeviceLocks(devices: readonly string[], command: st
     if (isSystemError(e, 'ENOTDIR') || isSystemError(e, 'EEXIST')) throw new NotADeviceError(`the device lock directory ${dir} is not a directory; set BKP_LOCK_DIR`, { cause: e });
     throw e;
   }
-  const named = await Promise.all(devices.map(async (d) => ({ device: d, name: await deviceLockName(d) })));
-  named.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const named = [...locks].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const held: RepoLock[] = [];
   const releaseAll = async () => {
     for (const l of held.splice(0).reverse()) await l.release().catch(() => {});
   };
   try {
-    for (const { device, name } of named) {
-      held.push(await acquireLock(new LocalTarget(path.join(dir, name)), command, warn, `device ${device}`));
+    for (const { what, name } of named) {
+      held.push(await acquireLock(new LocalTarget(path.join(dir, name)), command, warn, what));
     }
   } catch (e) {
     await releaseAll();

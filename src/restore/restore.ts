@@ -7,7 +7,10 @@ import type { Repository, BackupRef } from '../repo/repository.js';
 import { packKey } from '../repo/pack.js';
 import { CodecPool, SharedReads } from '../repo/codec-pool.js';
 import { BufferPool, view } from '../shared/buffer-pool.js';
-import { openRestoreSink, type RestoreSink } from '../device/sink.js';
+import { finalTargetPath, openRestoreSink, removeStalePartials, type RestoreSink } from '../device/sink.js';
+import { refuseRepositoryTarget } from './repo-target.js';
+import { isS3Url } from '../storage/open.js';
+import { pausePoint } from '../faults.js';
 import { lockRestoreTarget, refuseTargetBeingBackedUp } from './target-guard.js';
 import { restorePlan, type PackRead } from './plan.js';
 import { CorruptError, InterruptedError } from '../errors.js';
@@ -30,6 +33,8 @@ export interface RestoreOptions {
    * on; the result lists those device ranges. Otherwise the first one stops the restore.
    */
   ignoreErrors?: boolean;
+  /** Registers work that must happen even if bkp has to exit at once (removing the partial image). */
+  onCleanup?: (fn: () => Promise<void>) => void;
 }
 
 /** Device bytes a restore could not recover (written as zeros under ignoreErrors). */
@@ -56,15 +61,24 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const { header } = index;
   const size = header.device.size;
   const ops = restorePlan(index);
+  const final = await finalTargetPath(opts.to);
+  if (!isS3Url(opts.repo.target.location)) await refuseRepositoryTarget(opts.repo.target.location, opts.to, final);
   await refuseTargetBeingBackedUp(opts.to);
-  const targetLock = await lockRestoreTarget(opts.to, (m) => opts.reporter.warn(m));
+  const targetLock = await lockRestoreTarget(opts.to, final, (m) => opts.reporter.warn(m));
   let sink: Awaited<ReturnType<typeof openRestoreSink>>;
   try {
+    if (targetLock.pathLocked) {
+      for (const p of await removeStalePartials(final)) opts.reporter.warn(`removed ${p}, the partial image of a restore that did not end`);
+    }
     sink = await openRestoreSink(opts.to, size, opts.force);
   } catch (e) {
     await targetLock.release();
     throw e;
   }
+  opts.onCleanup?.(async () => {
+    await sink.discard();
+    await targetLock.release();
+  });
   const pool = new CodecPool();
   const buffers = new BufferPool(header.chunkSize, pool.size * 4);
   const phase = opts.reporter.phase(`restore ${header.device.path} (${header.backupId}) to ${opts.to}`, size);
@@ -88,6 +102,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const recorder = new DamageRecorder(opts.repo.target, 'restore', (m) => opts.reporter.warn(m));
   let ok = false;
   try {
+    await pausePoint('restore-writing');
     const window = new Set<Promise<void>>();
     let failure: unknown;
     const readAhead = opts.readAhead ?? 4;
@@ -120,7 +135,11 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
     await Promise.all(window);
     if (failure) throw failure;
     await sink.sync();
+    await sink.commit();
     ok = true;
+  } catch (e) {
+    if (sink.kind === 'block' && e instanceof Error) e.message += `; ${opts.to} now holds a partial image: restore again before using it`;
+    throw e;
   } finally {
     await pool.close();
     await sink.close();
@@ -128,6 +147,13 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
     if (ok) phase.done();
   }
   return { header, to: opts.to, bytes: size, bytesFetched, zeroBytes, durationMs: Date.now() - started, damaged: mergeRanges(damaged) };
+}
+
+/** What a restore stopped by a signal leaves at its target, for the line bkp ends with. */
+export function restoreStopNote(to: string, kind: 'block' | 'file'): string {
+  return kind === 'block'
+    ? `the restore did not finish: ${to} now holds a partial image; restore again before using it`
+    : `the restore did not finish: no image was written to ${to} (a file that was there is left as it was); run the same command again`;
 }
 
 /**

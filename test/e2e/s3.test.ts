@@ -207,6 +207,8 @@ describe('bkp with an S3 repository', () => {
       assert.equal(r.code, ExitCode.OBJECT_ARCHIVED, r.stderr);
       assert.match(r.stderr, /archive storage class.*restored before/);
       assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('bkp:')).length, 1, r.stderr);
+      // no image, complete-looking or partial, is left at the target: the same command runs again as it is
+      assert.deepEqual((await fs.readdir(h.dir)).filter((n) => n.includes('cold.img')), []);
     } finally {
       await cold.close();
     }

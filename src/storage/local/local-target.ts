@@ -3,11 +3,11 @@
  * fsync it, rename (or link, for ifAbsent) into place, fsync the directory.
  * Files are created 0600 and directories 0700: a repository holds whole disks.
  */
-import { promises as fs, constants as fsc } from 'node:fs';
+import { promises as fs, constants as fsc, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { checkKey, checkPrefix, ObjectExistsError, ObjectMissingError, type ByteRange, type ObjectInfo, type PutOptions, type Target } from '../target.js';
-import { fromSystemError, isSystemError } from '../../errors.js';
+import { CorruptError, fromSystemError, isSystemError } from '../../errors.js';
 
 const TMP_PREFIX = '.tmp-';
 
@@ -84,13 +84,18 @@ export class LocalTarget implements Target {
     const f = this.file(key);
     let fh;
     try {
-      fh = await fs.open(f, 'r');
+      // O_NONBLOCK: opening a FIFO put in place of an object must not wait for a writer (a
+      // thread of the pool would block for good, and the process could not exit)
+      fh = await fs.open(f, fsc.O_RDONLY | fsc.O_NONBLOCK);
     } catch (e) {
       if (isSystemError(e, 'ENOENT')) throw new ObjectMissingError(key, this.location);
+      if (isSystemError(e, 'ENXIO')) throw notAFile(key, this.location, 'a socket'); // what open gives for a socket
       throw fromSystemError(e, 'repository', this.location);
     }
     try {
-      if (!(await fh.stat()).isFile()) throw new ObjectMissingError(key, this.location); // a prefix of other keys
+      const st = await fh.stat();
+      if (st.isDirectory()) throw new ObjectMissingError(key, this.location); // a prefix of other keys
+      if (!st.isFile()) throw notAFile(key, this.location, fileKind(st));
       if (!range) return await fh.readFile();
       const buf = into ? Buffer.from(into.buffer, into.byteOffset, range.length) : Buffer.allocUnsafe(range.length);
       let done = 0;
@@ -184,6 +189,19 @@ export class LocalTarget implements Target {
     await walk(this.location);
     return n;
   }
+}
+
+/** Something other than a regular file where an object should be: damage, never something to read. */
+function notAFile(key: string, location: string, what: string): Error {
+  return new CorruptError(`repository object ${key} in ${location} is ${what}, not a regular file: the repository is damaged`);
+}
+
+function fileKind(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isCharacterDevice()) return 'a character device';
+  return 'a special file';
 }
 
 function skip(parts: readonly Uint8Array[], n: number): Uint8Array[] {
