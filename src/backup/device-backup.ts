@@ -31,6 +31,8 @@ export interface DeviceBackupRequest {
   snapshot: boolean;
   cbt: CbtState | null;
   time: Date;
+  /** The header's lastFullTime (src/backup/schedule.ts carriedLastFullTime). */
+  lastFullTime: string | null;
   compressionLevel: number;
   signal?: AbortSignal;
   onProgress?: (bytesDone: number) => void;
@@ -189,6 +191,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     toolVersion: TOOL_VERSION,
     chunkSize,
     parent: req.kind === 'incr' && parent ? parent.header.backupId : null,
+    lastFullTime: req.lastFullTime,
     snapshot: req.snapshot,
     cbt: req.cbt,
     method: req.method,

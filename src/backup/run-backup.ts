@@ -19,6 +19,7 @@ import type { Target } from '../storage/target.js';
 import { tryOpenBlksnap, SnapshotSession, CbtMapUnavailableError } from '../blksnap/index.js';
 import { backupDevice } from './device-backup.js';
 import { chooseIncrementalMethod } from './chain.js';
+import { carriedLastFullTime } from './schedule.js';
 import { chunksFromChangedBlocks } from './plan.js';
 import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, UsageError } from '../errors.js';
 import type { Reporter } from '../report/reporter.js';
@@ -229,6 +230,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           snapshot: !!session,
           cbt,
           time,
+          lastFullTime: carriedLastFullTime(opts.kind, time.toISOString(), prev.header),
           compressionLevel: level,
           signal: opts.signal,
           onProgress: (b) => phase.update(b),

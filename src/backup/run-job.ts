@@ -56,7 +56,7 @@ async function scheduledDevices(repo: Repository, devices: string[]): Promise<Sc
       for (const ref of refs.filter((r) => r.deviceKey === key)) {
         try {
           const h = await repo.readIndexHeader(ref);
-          backups.push({ time: new Date(h.time), kind: h.kind });
+          backups.push({ time: new Date(h.time), kind: h.kind, lastFullTime: h.lastFullTime ? new Date(h.lastFullTime) : null });
         } catch (e) {
           if (!(e instanceof CorruptError)) throw e;
         }
