@@ -21,7 +21,7 @@ import { backupDevice } from './device-backup.js';
 import { chooseIncrementalMethod } from './chain.js';
 import { carriedLastFullTime } from './schedule.js';
 import { chunksFromChangedBlocks } from './plan.js';
-import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, UsageError } from '../errors.js';
+import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, LockedError, UsageError } from '../errors.js';
 import type { Reporter } from '../report/reporter.js';
 import { pausePoint } from '../faults.js';
 
@@ -249,9 +249,13 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           size: identity.size,
           method: { mode: method.mode, reason: method.reason, cbtChangedBytes, changedBytes: changedBytes(index, parent) },
         });
-      } catch (e) {
+      } catch (caught) {
+        // a writer whose lock was taken over fails in whatever it touched next (a pack file the
+        // new holder's gc removed reads as "repository does not exist"): say what happened
+        const e = caught instanceof LockedError ? caught : ((await lock.takenOver().catch(() => undefined)) ?? caught);
         if (!(e instanceof BkpError)) throw e;
         outcomes.push({ device, deviceKey, backupId, ok: false, error: e.message, exitCode: e.exitCode });
+        if (e instanceof LockedError) throw e; // the lock is gone: no other device can be committed
         if (e.exitCode === ExitCode.INTERRUPTED || e.exitCode === ExitCode.TERMINATED) throw e;
         reporter.error(`${device}: ${e.message}`);
       } finally {

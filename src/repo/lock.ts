@@ -51,6 +51,12 @@ export interface RepoLock {
    * first). Call before every change that relies on holding the lock.
    */
   assertHeld(): Promise<void>;
+  /**
+   * Asks the store now whether the lock is still ours: the LockedError saying it was taken over,
+   * or undefined. For a holder whose work failed, to tell the user the real cause (a gc that took
+   * the lock over may have removed the files this one was writing).
+   */
+  takenOver(): Promise<InstanceType<typeof LockedError> | undefined>;
   release(): Promise<void>;
 }
 
@@ -228,6 +234,10 @@ export async function acquireLock(
         if (performance.now() - confirmedAt > (ttl * 2) / 3) {
           throw new LockedError(`the ${subject} lock could not be refreshed for ${Math.round((performance.now() - confirmedAt) / 1000)} s; nothing more is committed`);
         }
+      },
+      async takenOver() {
+        if (!lost && !released) await refreshNow();
+        return lost ? new LockedError(lost) : undefined;
       },
       release: async () => {
         if (released) return;
