@@ -111,7 +111,9 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
       if (!(e instanceof BkpError)) throw e;
       reporter.error(`prune: ${e.message}`);
       prune = { ok: false, error: e.message, exitCode: e.exitCode };
-      if (exitCode === ExitCode.OK) exitCode = e.exitCode;
+      // the backup is committed: a prune that failed after it is a warning (4), not a code that
+      // reads as "nothing stored"; the prune's own code is in the result
+      if (exitCode === ExitCode.OK) exitCode = ExitCode.WARNINGS;
     }
   }
   return { job: opts.name, decision, backup, prune, exitCode };
