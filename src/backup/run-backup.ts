@@ -13,6 +13,7 @@ import { checkCompressionLevel } from '../repo/config.js';
 import { type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexHeader } from '../repo/index-file.js';
 import { openFileSource } from '../device/file-source.js';
 import { deviceFacts } from '../device/facts.js';
+import { mountedReadWrite } from '../device/mounts.js';
 import { probeSignature, PROBE_BYTES } from '../device/probe.js';
 import type { BlockSource } from '../device/source.js';
 import type { Target } from '../storage/target.js';
@@ -167,6 +168,14 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
       await pausePoint('snapshot-taken');
     } else {
       warn(`reading ${opts.devices.join(', ')} directly (--no-snapshot): the backup is consistent only if nothing writes to ${opts.devices.length > 1 ? 'them' : 'it'} meanwhile`);
+      for (const device of opts.devices) {
+        const at = await mountedReadWrite(device);
+        if (at.length === 0) continue;
+        // about the consistency of the data stored: shown also with --quiet
+        const m = `${device} is mounted read-write on ${at.join(', ')}: without a snapshot its backup may be inconsistent (files changed while it was read); use a snapshot, or unmount or remount it read-only first`;
+        warnings.push(m);
+        reporter.warn(m, { always: true });
+      }
     }
     const time = new Date();
     pool = new CodecPool();
