@@ -5,7 +5,8 @@
  *   parallel (bounded by `concurrency`); every upload carries Content-MD5, which S3 checks. A
  *   create-only put (`ifAbsent`) is a single PutObject with `If-None-Match: *`, so that of two
  *   writers exactly one wins.
- * - get: GetObject with a byte range; a body that arrives short is read again.
+ * - get: GetObject with a byte range; a body that arrives short, stalls past the socket timeout or
+ *   breaks off is read again (READ_ATTEMPTS in all; the SDK retries the request itself).
  * - Pack objects (keys under packs/) get the configured storage class; indexes, config and locks
  *   stay in the bucket's default class so that listing and planning never wait for a thaw.
  * - Requests are counted (and logged to $BKP_S3_REQUEST_LOG when set) so tests can hold bkp to its
@@ -261,11 +262,17 @@ export class S3Target implements Target {
           );
           if (range && !r.ContentRange) throw new RangeIgnoredError(this.opts.endpointLabel);
           let buf: Buffer;
-          if (into) {
-            buf = await readBodyInto(r.Body as AsyncIterable<Uint8Array>, into, range!.length);
-          } else {
-            const bytes = await r.Body!.transformToByteArray();
-            buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+          try {
+            if (into) {
+              buf = await readBodyInto(r.Body as AsyncIterable<Uint8Array>, into, range!.length);
+            } else {
+              const bytes = await r.Body!.transformToByteArray();
+              buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+            }
+          } catch (e) {
+            // the SDK retried the request; the body is ours to read again (a stall past the socket
+            // timeout, a reset): only these failures, so the request's own retries do not multiply
+            throw e instanceof ShortReadError ? e : new BodyReadError(e);
           }
           const want = range ? Math.min(range.length, Math.max(0, rangeTotal(r.ContentRange) - range.offset)) : r.ContentLength;
           if (want !== undefined && buf.length !== want) throw new ShortReadError(buf.length, want);
@@ -276,8 +283,8 @@ export class S3Target implements Target {
         if (code === 'NoSuchKey') throw new ObjectMissingError(key, this.location);
         if (code === 'InvalidRange') throw new ObjectMissingError(key, this.location);
         // a body cut short or a connection reset while reading: the SDK retries only the request
-        if (attempt < READ_ATTEMPTS && (e instanceof ShortReadError || isBodyError(e))) continue;
-        throw mapS3Error(e, this.ctx, key);
+        if (attempt < READ_ATTEMPTS && (e instanceof ShortReadError || e instanceof BodyReadError || isBodyError(e))) continue;
+        throw mapS3Error(e instanceof BodyReadError ? e.cause : e, this.ctx, key);
       }
     }
   }
@@ -377,6 +384,13 @@ class RangeIgnoredError extends StorageUnreachableError {
 class ShortReadError extends Error {
   constructor(got: number, want: number) {
     super(`${got < want ? 'short' : 'long'} read: ${got} of ${want} bytes`);
+  }
+}
+
+/** Reading a response body failed (stalled past the socket timeout, reset, cut): read it again. */
+class BodyReadError extends Error {
+  constructor(cause: unknown) {
+    super(`reading the response body failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
   }
 }
 
