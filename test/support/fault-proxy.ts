@@ -19,6 +19,8 @@ export interface FaultProxyOptions {
   rate: number;
   /** Longest delay of a 'delay' fault, ms. */
   maxDelayMs?: number;
+  /** A fixed delay for every 'delay' fault instead of a random one, ms. */
+  delayMs?: number;
   /** How long a 'stall' fault holds a response body before dropping the connection, ms (default 3000). */
   stallMs?: number;
   /** Faults to choose from (default: all but 'stall'). */
@@ -49,7 +51,8 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
 
   const server = http.createServer((req, res) => {
     const fault: Fault = o.pick?.(req.method ?? 'GET', req.url ?? '/') ?? (rnd() < rate ? kinds[Math.floor(rnd() * kinds.length)]! : 'pass');
-    const delay = Math.floor(rnd() * (o.maxDelayMs ?? 1500));
+    const randomDelay = Math.floor(rnd() * (o.maxDelayMs ?? 1500));
+    const delay = o.delayMs ?? randomDelay;
     counts[fault]++;
     const reply = (status: number, code: string) => {
       req.resume();
@@ -68,7 +71,10 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
       req.once('end', () => req.socket.destroy());
       return;
     }
-    const forward = () => {
+    let gone = false; // the client closed the connection before its answer (it gave up, aborted)
+    res.on('close', () => void (gone = !res.writableFinished));
+    const forward = (body?: Buffer) => {
+      if (gone) return; // not forwarded: the client abandoned the request while it was held back
       const p = http.request(
         { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent },
         (ur) => {
@@ -112,10 +118,15 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
         },
       );
       p.on('error', () => res.socket?.destroy());
-      req.pipe(p);
+      if (body) p.end(body);
+      else req.pipe(p);
     };
-    if (fault === 'delay') setTimeout(forward, delay);
-    else forward();
+    if (fault === 'delay') {
+      // take the request in while holding it back, so that a client that gives up is seen to go
+      const body: Buffer[] = [];
+      req.on('data', (d: Buffer) => body.push(d));
+      req.on('end', () => setTimeout(() => forward(Buffer.concat(body)), delay));
+    } else forward();
   });
   server.keepAliveTimeout = 5000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -38,6 +38,7 @@ export class LocalTarget implements Target {
   }
 
   async put(key: string, body: Uint8Array | readonly Uint8Array[], opts: PutOptions = {}): Promise<void> {
+    opts.signal?.throwIfAborted(); // a local write is short: checked once, before it starts
     const dest = this.file(key);
     const dir = path.dirname(dest);
     await this.ensureDir(dir);
