@@ -15,7 +15,7 @@ import { adminClient, newBucket, s3Endpoint, s3Env } from '../support/s3.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { ExitCode } from '../../src/errors.js';
 
-const HOLD_MS = 6000;
+const HOLD_MS = 15_000;
 
 describe('S3: a pack upload that fails for good', () => {
   const t = tempDir('bkp-s3-abandon-');
