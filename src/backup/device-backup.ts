@@ -36,6 +36,8 @@ export interface DeviceBackupRequest {
   snapshot: boolean;
   cbt: CbtState | null;
   time: Date;
+  /** The header's lastFullTime (src/backup/schedule.ts carriedLastFullTime). */
+  lastFullTime: string | null;
   compressionLevel: number;
   signal?: AbortSignal;
   onProgress?: (bytesDone: number) => void;
@@ -198,6 +200,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     toolVersion: TOOL_VERSION,
     chunkSize,
     parent: req.kind === 'incr' && parent ? parent.header.backupId : null,
+    lastFullTime: req.lastFullTime,
     snapshot: req.snapshot,
     cbt: req.cbt,
     method: req.method,

@@ -13,14 +13,16 @@ import { checkCompressionLevel } from '../repo/config.js';
 import { type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexHeader } from '../repo/index-file.js';
 import { openFileSource } from '../device/file-source.js';
 import { deviceFacts } from '../device/facts.js';
+import { mountedReadWrite } from '../device/mounts.js';
 import { probeSignature, PROBE_BYTES } from '../device/probe.js';
 import type { BlockSource } from '../device/source.js';
 import type { Target } from '../storage/target.js';
 import { tryOpenBlksnap, SnapshotSession, CbtMapUnavailableError } from '../blksnap/index.js';
 import { backupDevice, mergeSorted, parentInDamagedPacks } from './device-backup.js';
 import { chooseIncrementalMethod } from './chain.js';
+import { carriedLastFullTime } from './schedule.js';
 import { chunksFromChangedBlocks } from './plan.js';
-import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, UsageError } from '../errors.js';
+import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, LockedError, UsageError } from '../errors.js';
 import type { Reporter } from '../report/reporter.js';
 import { pausePoint } from '../faults.js';
 
@@ -168,6 +170,14 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
       await pausePoint('snapshot-taken');
     } else {
       warn(`reading ${opts.devices.join(', ')} directly (--no-snapshot): the backup is consistent only if nothing writes to ${opts.devices.length > 1 ? 'them' : 'it'} meanwhile`);
+      for (const device of opts.devices) {
+        const at = await mountedReadWrite(device);
+        if (at.length === 0) continue;
+        // about the consistency of the data stored: shown also with --quiet
+        const m = `${device} is mounted read-write on ${at.join(', ')}: without a snapshot its backup may be inconsistent (files changed while it was read); use a snapshot, or unmount or remount it read-only first`;
+        warnings.push(m);
+        reporter.warn(m, { always: true });
+      }
     }
     const time = new Date();
     pool = new CodecPool();
@@ -234,6 +244,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           snapshot: !!session,
           cbt,
           time,
+          lastFullTime: carriedLastFullTime(opts.kind, time.toISOString(), prev.header),
           compressionLevel: level,
           signal: opts.signal,
           onProgress: (b) => phase.update(b),
@@ -253,9 +264,13 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           method: { mode: method.mode, reason: method.reason, cbtChangedBytes, changedBytes: changedBytes(index, parent) },
           damagedReread,
         });
-      } catch (e) {
+      } catch (caught) {
+        // a writer whose lock was taken over fails in whatever it touched next (a pack file the
+        // new holder's gc removed reads as "repository does not exist"): say what happened
+        const e = caught instanceof LockedError ? caught : ((await lock.takenOver().catch(() => undefined)) ?? caught);
         if (!(e instanceof BkpError)) throw e;
         outcomes.push({ device, deviceKey, backupId, ok: false, error: e.message, exitCode: e.exitCode });
+        if (e instanceof LockedError) throw e; // the lock is gone: no other device can be committed
         if (e.exitCode === ExitCode.INTERRUPTED || e.exitCode === ExitCode.TERMINATED) throw e;
         reporter.error(`${device}: ${e.message}`);
       } finally {

@@ -68,19 +68,21 @@ type BackupArgs = Args<{
   'metrics-file'?: string;
 }>;
 
+const metricsOption = (y: Argv) =>
+  y.option('metrics-file', { type: 'string', describe: 'write Prometheus metrics of this run to this file (textfile collector), atomically' });
+
 const backupOptions = (y: Argv) =>
-  repoOption(y)
+  metricsOption(repoOption(y))
     .option('device', { type: 'string', array: true, demandOption: true, describe: 'block device or image file to back up (repeat for several)' })
     .option('snapshot', { type: 'boolean', default: true, describe: 'read through one blksnap snapshot of all devices; --no-snapshot reads them directly' })
     .option('compression-level', { type: 'number', describe: "zstd level for this run (default: the repository's)" })
     .option('blksnap-device', { type: 'string', describe: 'blksnap control device (default /dev/blksnap, else /dev/veeamblksnap)' })
     .option('diff-storage', { type: 'string', default: '/var/lib/bkp/diff-storage', describe: "directory for the snapshot's difference storage (best on a device not backed up)" })
-    .option('diff-storage-limit', { type: 'string', default: '16G', describe: 'most difference storage the snapshot may use' })
-    .option('metrics-file', { type: 'string', describe: 'write Prometheus metrics of this run to this file (textfile collector), atomically' });
+    .option('diff-storage-limit', { type: 'string', default: '16G', describe: 'most difference storage the snapshot may use' });
 
 async function backupHandler(kind: 'full' | 'incr', a: BackupArgs): Promise<void> {
   const ctx = context(a);
-  const metrics = recordMetrics(a['metrics-file'], { command: kind });
+  const metrics = await recordMetrics(a['metrics-file'], { command: kind });
   const target = await openTarget(a.repo, s3OptionsFrom(a));
   const res = await runBackup({
     target,
@@ -211,35 +213,43 @@ export const restore: CommandModule<GlobalArgs, Args<{ backup: string; device?: 
   },
 };
 
-export const verify: CommandModule<GlobalArgs, Args<{ backup?: string; 'read-data': boolean }>> = {
+export const verify: CommandModule<GlobalArgs, Args<{ backup?: string; 'read-data': boolean; 'metrics-file'?: string }>> = {
   command: 'verify',
   aliases: ['check'],
   describe: 'check that backups can be restored',
   builder: (y) =>
-    repoOption(y)
+    metricsOption(repoOption(y))
       .option('backup', { type: 'string', describe: 'only this backup (id or unique prefix)' })
       .option('read-data', { type: 'boolean', default: false, describe: 'read, decompress and hash every chunk' }) as never,
   handler: async (a) => {
     const ctx = context(a);
+    const metrics = await recordMetrics(a['metrics-file'], { command: 'verify' });
     const repo = await Repository.open(await openTarget(a.repo, s3OptionsFrom(a)));
     const r = await runVerify({ repo, backup: a.backup, readData: a['read-data'], reporter: ctx.reporter });
     const ok = verifyOk(r);
+    metrics.count('backupsChecked', r.backups.length);
+    metrics.count('backupsDamaged', r.backups.filter((b) => !b.ok).length);
     ctx.out(verifyLines(r, a['read-data']).join('\n'), { command: 'verify', ok, ...r });
     if (!ok) process.exitCode = ExitCode.CORRUPT;
   },
 };
 
-export const gc: CommandModule<GlobalArgs, Args<{ 'dry-run': boolean }>> = {
+export const gc: CommandModule<GlobalArgs, Args<{ 'dry-run': boolean; 'metrics-file'?: string }>> = {
   command: 'gc',
   describe: 'remove packs no backup references (left by failed or pruned backups)',
-  builder: (y) => repoOption(y).option('dry-run', { type: 'boolean', default: false, describe: 'only say what would be removed' }) as never,
+  builder: (y) => metricsOption(repoOption(y)).option('dry-run', { type: 'boolean', default: false, describe: 'only say what would be removed' }) as never,
   handler: async (a) => {
     const ctx = context(a);
+    const metrics = await recordMetrics(a['metrics-file'], { command: 'gc' });
     const target = await openTarget(a.repo, s3OptionsFrom(a));
     const repo = await Repository.open(target);
     const lock = await acquireLock(target, 'bkp gc', (m) => ctx.reporter.warn(m), undefined, { housekeeping: true });
     try {
       const r = await collectGarbage(repo, { dryRun: a['dry-run'], checkLock: () => lock.assertHeld() });
+      if (!r.dryRun) {
+        metrics.count('packsRemoved', r.packsRemoved);
+        metrics.count('bytesRemoved', r.bytesRemoved);
+      }
       ctx.out(
         `${r.dryRun ? 'would remove' : 'removed'} ${r.packsRemoved} pack(s) (${fmtBytes(r.bytesRemoved)}) and ${r.leftoversRemoved} temporary file(s); ${r.dryRun ? 'would repack' : 'repacked'} ${r.packsRepacked} pack(s) into new ones; ${r.packsKept} pack(s) in use`,
         { command: 'gc', ...r },
@@ -258,13 +268,14 @@ type PruneArgs = Args<{
   'keep-weekly'?: number;
   'keep-monthly'?: number;
   'dry-run': boolean;
+  'metrics-file'?: string;
 }>;
 
 export const prune: CommandModule<GlobalArgs, PruneArgs> = {
   command: 'prune',
   describe: 'remove backups a retention policy does not keep, then collect garbage',
   builder: (y) =>
-    repoOption(y)
+    metricsOption(repoOption(y))
       .option('device', { type: 'string', describe: 'only backups of this device (default: every device, each on its own)' })
       .option('keep-last', { type: 'number', describe: 'keep the N newest backups' })
       .option('keep-hourly', { type: 'number', describe: 'keep the newest backup of each of the last N hours that have one' })
@@ -279,6 +290,7 @@ export const prune: CommandModule<GlobalArgs, PruneArgs> = {
       if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw new UsageError(`--keep-${k} must be a whole number of 0 or more (got ${v})`);
     }
     if (!hasRule(policy)) throw new UsageError('name what to keep: --keep-last, --keep-hourly, --keep-daily, --keep-weekly or --keep-monthly');
+    const metrics = await recordMetrics(a['metrics-file'], { command: 'prune' });
     const target = await openTarget(a.repo, s3OptionsFrom(a));
     const repo = await Repository.open(target);
     const device = a.device;
@@ -289,6 +301,11 @@ export const prune: CommandModule<GlobalArgs, PruneArgs> = {
       command: 'bkp prune',
       warn: (m) => ctx.reporter.warn(m),
     });
+    if (!r.dryRun) {
+      metrics.count('backupsRemoved', r.remove.length);
+      metrics.count('packsRemoved', r.gc.packsRemoved);
+      metrics.count('bytesRemoved', r.gc.bytesRemoved);
+    }
     ctx.out(pruneLines(r).join('\n'), { command: 'prune', ...r });
   },
 };

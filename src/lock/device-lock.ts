@@ -8,7 +8,9 @@
  * The lock itself is the repository lock's algorithm (src/repo/lock.ts: generations created with a
  * create-only write; host, pid, start time, command; a dead pid's lock is taken over with a
  * warning) on a local directory: /run/bkp/locks by default (cleared at boot), BKP_LOCK_DIR to
- * choose another.
+ * choose another. A released device lock leaves nothing behind: its objects and directory are
+ * removed (when no other process came after it), so the directory does not grow with every
+ * device ever backed up.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -86,13 +88,18 @@ export async function acquireNamedLocks(locks: ReadonlyArray<{ what: string; nam
     throw e;
   }
   const named = [...locks].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const held: RepoLock[] = [];
+  const held: Array<{ name: string; lock: RepoLock }> = [];
   const releaseAll = async () => {
-    for (const l of held.splice(0).reverse()) await l.release().catch(() => {});
+    for (const { lock, name } of held.splice(0).reverse()) {
+      await lock.release().catch(() => {});
+      // the device's directory goes with its last lock object; one that is not empty belongs to
+      // a newer holder and stays
+      for (const d of [path.join(dir, name, 'locks'), path.join(dir, name)]) await fs.rmdir(d).catch(() => {});
+    }
   };
   try {
     for (const { what, name } of named) {
-      held.push(await acquireLock(new LocalTarget(path.join(dir, name)), command, warn, what));
+      held.push({ name, lock: await acquireLock(new LocalTarget(path.join(dir, name)), command, warn, what, { removeOnRelease: true }) });
     }
   } catch (e) {
     await releaseAll();

@@ -62,6 +62,12 @@ export interface IndexHeader {
   toolVersion: string;
   chunkSize: number;
   parent: string | null;
+  /**
+   * When the device's newest full backup was taken (its `time`), carried from backup to backup so
+   * the schedule still knows it after retention removed that full; null when unknown (optional:
+   * indexes written before this field lack it).
+   */
+  lastFullTime?: string | null;
   /** True when the data came from a snapshot (consistent), false for a direct read. */
   snapshot: boolean;
   cbt: CbtState | null;

@@ -19,6 +19,11 @@ export const ARCHIVE_CLASSES: ReadonlySet<string> = new Set(['GLACIER', 'DEEP_AR
 export interface PutOptions {
   /** Fail with ObjectExistsError instead of replacing an existing object. */
   ifAbsent?: boolean;
+  /**
+   * Abandons the put when aborted (another upload of the run failed for good): it rejects
+   * promptly with the signal's reason, sends nothing more, and leaves no unfinished upload.
+   */
+  signal?: AbortSignal;
 }
 
 export interface ByteRange {

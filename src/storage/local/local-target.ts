@@ -38,6 +38,7 @@ export class LocalTarget implements Target {
   }
 
   async put(key: string, body: Uint8Array | readonly Uint8Array[], opts: PutOptions = {}): Promise<void> {
+    opts.signal?.throwIfAborted(); // a local write is short: checked once, before it starts
     const dest = this.file(key);
     const dir = path.dirname(dest);
     await this.ensureDir(dir);
@@ -173,7 +174,11 @@ export class LocalTarget implements Target {
     await syncDir(path.dirname(f));
   }
 
-  /** Temporary files left by a crash in the middle of a put. */
+  /**
+   * Temporary files left by a crash in the middle of a put, and the empty directories of backups
+   * (`backups/<id>/`) that a failed commit or a prune left. Called under the repository lock, so no
+   * writer is about to put an index into one of them.
+   */
   async removeLeftovers(dryRun: boolean): Promise<number> {
     let n = 0;
     const walk = async (dir: string): Promise<void> => {
@@ -187,6 +192,18 @@ export class LocalTarget implements Target {
       }
     };
     await walk(this.location);
+    const backups = path.join(this.location, 'backups');
+    for (const d of await fs.readdir(backups, { withFileTypes: true }).catch(() => [])) {
+      if (!d.isDirectory()) continue;
+      const inside = await fs.readdir(path.join(backups, d.name)).catch(() => null);
+      // (a dry run has not removed the temporary files: the directory counts if that is all it holds)
+      if (!inside || !inside.every((f) => f.startsWith(TMP_PREFIX))) continue;
+      if (!dryRun) {
+        const removed = await fs.rmdir(path.join(backups, d.name)).then(() => true, () => false);
+        if (!removed) continue;
+      }
+      n++;
+    }
     return n;
   }
 }
