@@ -11,6 +11,8 @@ export const ExitCode = {
   FAILURE: 1,
   USAGE: 2,
   PARTIAL: 3,
+  /** The command's work is done and stored (a backup committed), but a task after it failed (metrics file, bkp run's prune). */
+  WARNINGS: 4,
   REPO_MISSING: 10,
   LOCKED: 11,
   CORRUPT: 12,

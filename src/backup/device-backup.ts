@@ -39,9 +39,17 @@ export interface DeviceBackupRequest {
    * parent's stored content, and only the pieces that changed are stored (as a patch).
    */
   comparePieces?: boolean;
+  /**
+   * Packs known to be damaged: the parent's regions with a chunk stored there are read again whole
+   * from the device (an incremental would otherwise inherit them) and stored anew, never matched
+   * by the hint nor compared with the parent.
+   */
+  damagedPacks?: ReadonlySet<string>;
   snapshot: boolean;
   cbt: CbtState | null;
   time: Date;
+  /** The header's lastFullTime (src/backup/schedule.ts carriedLastFullTime). */
+  lastFullTime: string | null;
   compressionLevel: number;
   signal?: AbortSignal;
   onProgress?: (bytesDone: number) => void;
@@ -52,6 +60,8 @@ export interface DeviceBackupRequest {
 export interface DeviceBackupResult {
   index: BackupIndex;
   stats: BackupStats;
+  /** Chunks of the parent stored in damaged packs, read again from the device and stored anew. */
+  damagedReread: number;
 }
 
 /** What to read of one region and how to store it. */
@@ -85,7 +95,9 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   const building = { entries, packs };
   const stats: BackupStats = { bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, chunksZero: 0, durationMs: 0 };
 
-  const jobs: Iterable<RegionJob> = req.marked ? cbtJobs(g, parent!, req.marked) : wholeJobs(g);
+  const inDamaged = parentInDamagedPacks(parent, req.damagedPacks);
+  const damagedSet = new Set(inDamaged);
+  const jobs: Iterable<RegionJob> = req.marked ? cbtJobs(g, parent!, req.marked, inDamaged) : wholeJobs(g);
   const bufferCount = pool.size * 4;
   const buffers = new BufferPool(chunkSize, bufferCount);
   /** Regions read but not yet applied: their envelopes (at most ~32 MiB) wait in memory. */
@@ -176,9 +188,10 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
       break;
     }
     const pe = parent?.entries;
-    const hint = job.kind === 'whole' && pe && pe.baseIsData(i) && !pe.hasPatch(i) ? pe.refId(2 * i) : undefined;
+    const trusted = !damagedSet.has(i); // the parent's copy of a region in a damaged pack is neither a hint nor compared
+    const hint = job.kind === 'whole' && trusted && pe && pe.baseIsData(i) && !pe.hasPatch(i) ? pe.refId(2 * i) : undefined;
     // a region the digest fallback may compare with its parent keeps its bytes until handled
-    const keep = compare !== undefined;
+    const keep = compare !== undefined && trusted;
     let length = 0;
     const sealed: Promise<{ r: SealResult; bytes?: Buffer } | undefined> = reads(() => (failure ? Promise.reject(failure) : readRuns(pb, job.runs))).then(
       (got) => {
@@ -245,6 +258,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
     chunkSize,
     pieceSize: g.pieceSize,
     parent: req.kind === 'incr' && parent ? parent.header.backupId : null,
+    lastFullTime: req.lastFullTime,
     snapshot: req.snapshot,
     cbt: req.cbt,
     method: req.method,
@@ -257,7 +271,30 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   crashPoint('before-commit');
   await repo.commitIndex(index);
   crashPoint('after-commit');
-  return { index, stats };
+  return { index, stats, damagedReread: inDamaged.length };
+}
+
+/** Regions of the parent with a chunk (base or patch) stored in a damaged pack, ascending. */
+export function parentInDamagedPacks(parent: BackupIndex | null, damaged: ReadonlySet<string> | undefined): number[] {
+  if (!parent || !damaged || damaged.size === 0 || !parent.packs.some((p) => damaged.has(p))) return [];
+  const out: number[] = [];
+  const t = parent.entries;
+  for (let r = 0; r < t.length * 2; r++) {
+    if (t.hasRef(r) && damaged.has(parent.packs[t.refPack(r)]!) && out[out.length - 1] !== r >>> 1) out.push(r >>> 1);
+  }
+  return out;
+}
+
+/** The union of two ascending lists, ascending, each position once. */
+export function mergeSorted(a: readonly number[], b: readonly number[]): number[] {
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = j >= b.length || (i < a.length && a[i]! <= b[j]!) ? a[i++]! : b[j++]!;
+    if (out[out.length - 1] !== x) out.push(x);
+  }
+  return out;
 }
 
 function* wholeJobs(g: RegionGeometry): Generator<RegionJob> {
@@ -265,10 +302,13 @@ function* wholeJobs(g: RegionGeometry): Generator<RegionJob> {
   for (let i = 0; i < n; i++) yield { i, kind: 'whole', runs: [{ offset: i * g.regionSize, length: regionLength(g, i) }] };
 }
 
-function* cbtJobs(g: RegionGeometry, parent: BackupIndex, marked: ReadonlyMap<number, bigint>): Generator<RegionJob> {
-  for (const i of [...marked.keys()].sort((a, b) => a - b)) {
-    const action = planRegion(g, i, parent.entries.patchMask(i), marked.get(i)!);
-    yield action.kind === 'patch' ? { i, kind: 'patch', mask: action.mask, runs: action.runs } : { i, kind: 'whole', runs: action.runs };
+/** The CBT jobs: each marked region as the region plan says; a region in `reread` (ascending) whole. */
+function* cbtJobs(g: RegionGeometry, parent: BackupIndex, marked: ReadonlyMap<number, bigint>, reread: readonly number[]): Generator<RegionJob> {
+  const whole = new Set(reread);
+  for (const i of mergeSorted([...marked.keys()].sort((a, b) => a - b), reread)) {
+    const m = marked.get(i);
+    const action = m === undefined || whole.has(i) ? undefined : planRegion(g, i, parent.entries.patchMask(i), m);
+    yield action?.kind === 'patch' ? { i, kind: 'patch', mask: action.mask, runs: action.runs } : { i, kind: 'whole', runs: [{ offset: i * g.regionSize, length: regionLength(g, i) }] };
   }
 }
 

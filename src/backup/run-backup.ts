@@ -13,14 +13,16 @@ import { checkCompressionLevel } from '../repo/config.js';
 import { maskLength, pieceSizeFor, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexEntries, type IndexHeader } from '../repo/index-file.js';
 import { openFileSource } from '../device/file-source.js';
 import { deviceFacts } from '../device/facts.js';
+import { mountedReadWrite } from '../device/mounts.js';
 import { probeSignature, PROBE_BYTES } from '../device/probe.js';
 import type { BlockSource } from '../device/source.js';
 import type { Target } from '../storage/target.js';
 import { tryOpenBlksnap, SnapshotSession, CbtMapUnavailableError } from '../blksnap/index.js';
-import { backupDevice } from './device-backup.js';
+import { backupDevice, parentInDamagedPacks } from './device-backup.js';
 import { chooseIncrementalMethod } from './chain.js';
+import { carriedLastFullTime } from './schedule.js';
 import { markedPieces } from './region-plan.js';
-import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, UsageError } from '../errors.js';
+import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, LockedError, UsageError } from '../errors.js';
 import type { Reporter } from '../report/reporter.js';
 import { pausePoint } from '../faults.js';
 
@@ -60,6 +62,8 @@ export interface DeviceOutcome {
   stats?: BackupStats;
   size?: number;
   method?: IncrementalReport;
+  /** Chunks the previous backup holds in damaged packs, read again from the device and stored anew. */
+  damagedReread?: number;
 }
 
 export interface BackupRunResult {
@@ -172,6 +176,14 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
       await pausePoint('snapshot-taken');
     } else {
       warn(`reading ${opts.devices.join(', ')} directly (--no-snapshot): the backup is consistent only if nothing writes to ${opts.devices.length > 1 ? 'them' : 'it'} meanwhile`);
+      for (const device of opts.devices) {
+        const at = await mountedReadWrite(device);
+        if (at.length === 0) continue;
+        // about the consistency of the data stored: shown also with --quiet
+        const m = `${device} is mounted read-write on ${at.join(', ')}: without a snapshot its backup may be inconsistent (files changed while it was read); use a snapshot, or unmount or remount it read-only first`;
+        warnings.push(m);
+        reporter.warn(m, { always: true });
+      }
     }
     const time = new Date();
     pool = new CodecPool();
@@ -226,8 +238,10 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           }
         }
         const parent = prev.damage ? null : prev.index;
-        const phase = reporter.phase(`${opts.kind} ${device}`, marked ? marked.size * repo.config.chunkSize : identity.size);
-        const { index, stats } = await backupDevice({
+        const damagedPacks = await repo.damagedPacks();
+        const reread = marked ? parentInDamagedPacks(parent, damagedPacks) : [];
+        const phase = reporter.phase(`${opts.kind} ${device}`, marked ? new Set([...marked.keys(), ...reread]).size * repo.config.chunkSize : identity.size);
+        const { index, stats, damagedReread } = await backupDevice({
           repo,
           pool,
           writer,
@@ -237,11 +251,13 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           kind: opts.kind,
           method,
           parent,
+          damagedPacks,
           marked,
           comparePieces: method.mode === 'digest',
           snapshot: !!session,
           cbt,
           time,
+          lastFullTime: carriedLastFullTime(opts.kind, time.toISOString(), prev.header),
           compressionLevel: level,
           signal: opts.signal,
           onProgress: (b) => phase.update(b),
@@ -259,10 +275,15 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           stats,
           size: identity.size,
           method: { mode: method.mode, reason: method.reason, cbtChangedBytes, changedBytes: changedBytes(index, parent) },
+          damagedReread,
         });
-      } catch (e) {
+      } catch (caught) {
+        // a writer whose lock was taken over fails in whatever it touched next (a pack file the
+        // new holder's gc removed reads as "repository does not exist"): say what happened
+        const e = caught instanceof LockedError ? caught : ((await lock.takenOver().catch(() => undefined)) ?? caught);
         if (!(e instanceof BkpError)) throw e;
         outcomes.push({ device, deviceKey, backupId, ok: false, error: e.message, exitCode: e.exitCode });
+        if (e instanceof LockedError) throw e; // the lock is gone: no other device can be committed
         if (e.exitCode === ExitCode.INTERRUPTED || e.exitCode === ExitCode.TERMINATED) throw e;
         reporter.error(`${device}: ${e.message}`);
       } finally {

@@ -56,7 +56,7 @@ async function scheduledDevices(repo: Repository, devices: string[]): Promise<Sc
       for (const ref of refs.filter((r) => r.deviceKey === key)) {
         try {
           const h = await repo.readIndexHeader(ref);
-          backups.push({ time: new Date(h.time), kind: h.kind });
+          backups.push({ time: new Date(h.time), kind: h.kind, lastFullTime: h.lastFullTime ? new Date(h.lastFullTime) : null });
         } catch (e) {
           if (!(e instanceof CorruptError)) throw e;
         }
@@ -111,7 +111,9 @@ export async function runJob(opts: JobRunOptions): Promise<JobRunResult> {
       if (!(e instanceof BkpError)) throw e;
       reporter.error(`prune: ${e.message}`);
       prune = { ok: false, error: e.message, exitCode: e.exitCode };
-      if (exitCode === ExitCode.OK) exitCode = e.exitCode;
+      // the backup is committed: a prune that failed after it is a warning (4), not a code that
+      // reads as "nothing stored"; the prune's own code is in the result
+      if (exitCode === ExitCode.OK) exitCode = ExitCode.WARNINGS;
     }
   }
   return { job: opts.name, decision, backup, prune, exitCode };

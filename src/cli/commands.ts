@@ -1,23 +1,25 @@
 /** The commands: parse, call the library, render. No logic beyond that. */
 import type { Argv, CommandModule } from 'yargs';
-import { context, registerCleanup, type GlobalArgs } from './context.js';
+import { promises as fs } from 'node:fs';
+import { context, registerCleanup, setStopNote, type GlobalArgs } from './context.js';
 import { parseSize } from '../shared/sizes.js';
 import { status, snapshotCleanup } from './snapshot-commands.js';
 import { openTarget } from '../storage/open.js';
 import { s3Options, s3OptionsFrom } from './s3-options.js';
 import { Repository, deviceKeyOf } from '../repo/repository.js';
 import { runBackup } from '../backup/run-backup.js';
-import { runRestore } from '../restore/restore.js';
+import { restoreStopNote, runRestore } from '../restore/restore.js';
 import { runVerify } from '../restore/verify.js';
 import { collectGarbage } from '../repo/gc.js';
 import { acquireLock } from '../repo/lock.js';
 import { fmtBytes, fmtDuration } from '../report/reporter.js';
-import { CorruptError, ExitCode, UsageError } from '../errors.js';
+import { BackupNotFoundError, CorruptError, ExitCode, UsageError } from '../errors.js';
 import { hasRule, type RetentionPolicy } from '../repo/retention.js';
 import { pruneBackups } from '../repo/prune.js';
-import { backupLines, pruneLines } from './render.js';
+import { backupLines, pruneLines, verifyLines, verifyOk } from './render.js';
 import { recordMetrics } from './metrics-hook.js';
 import { run, configCheck } from './run-command.js';
+import { repair } from './repair-command.js';
 
 type Args<T> = T & GlobalArgs;
 
@@ -66,19 +68,21 @@ type BackupArgs = Args<{
   'metrics-file'?: string;
 }>;
 
+const metricsOption = (y: Argv) =>
+  y.option('metrics-file', { type: 'string', describe: 'write Prometheus metrics of this run to this file (textfile collector), atomically' });
+
 const backupOptions = (y: Argv) =>
-  repoOption(y)
+  metricsOption(repoOption(y))
     .option('device', { type: 'string', array: true, demandOption: true, describe: 'block device or image file to back up (repeat for several)' })
     .option('snapshot', { type: 'boolean', default: true, describe: 'read through one blksnap snapshot of all devices; --no-snapshot reads them directly' })
     .option('compression-level', { type: 'number', describe: "zstd level for this run (default: the repository's)" })
     .option('blksnap-device', { type: 'string', describe: 'blksnap control device (default /dev/blksnap, else /dev/veeamblksnap)' })
     .option('diff-storage', { type: 'string', default: '/var/lib/bkp/diff-storage', describe: "directory for the snapshot's difference storage (best on a device not backed up)" })
-    .option('diff-storage-limit', { type: 'string', default: '16G', describe: 'most difference storage the snapshot may use' })
-    .option('metrics-file', { type: 'string', describe: 'write Prometheus metrics of this run to this file (textfile collector), atomically' });
+    .option('diff-storage-limit', { type: 'string', default: '16G', describe: 'most difference storage the snapshot may use' });
 
 async function backupHandler(kind: 'full' | 'incr', a: BackupArgs): Promise<void> {
   const ctx = context(a);
-  const metrics = recordMetrics(a['metrics-file'], { command: kind });
+  const metrics = await recordMetrics(a['metrics-file'], { command: kind });
   const target = await openTarget(a.repo, s3OptionsFrom(a));
   const res = await runBackup({
     target,
@@ -148,6 +152,7 @@ export const list: CommandModule<GlobalArgs, Args<{ device?: string }>> = {
           fsUuid: h.device.fsUuid,
         });
       } catch (e) {
+        if (e instanceof BackupNotFoundError) continue; // removed since the listing (a prune)
         if (!(e instanceof CorruptError)) throw e;
         rows.push({ backupId: ref.backupId, deviceKey: ref.deviceKey, damaged: e.message });
       }
@@ -180,7 +185,19 @@ export const restore: CommandModule<GlobalArgs, Args<{ backup: string; device?: 
     const ctx = context(a);
     const repo = await Repository.open(await openTarget(a.repo, s3OptionsFrom(a)));
     const ref = await repo.resolve(a.backup, a.device);
-    const r = await runRestore({ repo, ref, to: a.to, force: a.force, ignoreErrors: a['ignore-errors'], reporter: ctx.reporter, signal: ctx.signal, readAhead: a['s3-concurrency'] });
+    const toDevice = (await fs.stat(a.to).catch(() => null))?.isBlockDevice() ?? false;
+    setStopNote(restoreStopNote(a.to, toDevice ? 'block' : 'file'));
+    const r = await runRestore({
+      repo,
+      ref,
+      to: a.to,
+      force: a.force,
+      ignoreErrors: a['ignore-errors'],
+      reporter: ctx.reporter,
+      signal: ctx.signal,
+      readAhead: a['s3-concurrency'],
+      onCleanup: registerCleanup,
+    });
     const rate = r.bytes / Math.max(0.001, r.durationMs / 1000);
     const lost = r.damaged.reduce((n, d) => n + d.length, 0);
     ctx.out(
@@ -196,40 +213,43 @@ export const restore: CommandModule<GlobalArgs, Args<{ backup: string; device?: 
   },
 };
 
-export const verify: CommandModule<GlobalArgs, Args<{ backup?: string; 'read-data': boolean }>> = {
+export const verify: CommandModule<GlobalArgs, Args<{ backup?: string; 'read-data': boolean; 'metrics-file'?: string }>> = {
   command: 'verify',
   aliases: ['check'],
   describe: 'check that backups can be restored',
   builder: (y) =>
-    repoOption(y)
+    metricsOption(repoOption(y))
       .option('backup', { type: 'string', describe: 'only this backup (id or unique prefix)' })
       .option('read-data', { type: 'boolean', default: false, describe: 'read, decompress and hash every chunk' }) as never,
   handler: async (a) => {
     const ctx = context(a);
+    const metrics = await recordMetrics(a['metrics-file'], { command: 'verify' });
     const repo = await Repository.open(await openTarget(a.repo, s3OptionsFrom(a)));
     const r = await runVerify({ repo, backup: a.backup, readData: a['read-data'], reporter: ctx.reporter });
-    const bad = r.backups.filter((b) => !b.ok);
-    const lines = [
-      `verified ${r.backups.length} backup index(es), ${r.packsChecked} pack(s)` + (a['read-data'] ? `, ${r.chunksChecked} chunk(s), ${fmtBytes(r.bytesRead)} read` : ' (existence and size; --read-data checks content)'),
-      ...bad.map((b) => `DAMAGED ${b.backupId} ${b.deviceKey}: ${b.problems.join('; ')}`),
-      bad.length ? `${bad.length} damaged backup(s)` : 'no damage found',
-    ];
-    ctx.out(lines.join('\n'), { command: 'verify', ok: bad.length === 0, ...r });
-    if (bad.length) process.exitCode = ExitCode.CORRUPT;
+    const ok = verifyOk(r);
+    metrics.count('backupsChecked', r.backups.length);
+    metrics.count('backupsDamaged', r.backups.filter((b) => !b.ok).length);
+    ctx.out(verifyLines(r, a['read-data']).join('\n'), { command: 'verify', ok, ...r });
+    if (!ok) process.exitCode = ExitCode.CORRUPT;
   },
 };
 
-export const gc: CommandModule<GlobalArgs, Args<{ 'dry-run': boolean }>> = {
+export const gc: CommandModule<GlobalArgs, Args<{ 'dry-run': boolean; 'metrics-file'?: string }>> = {
   command: 'gc',
   describe: 'remove packs no backup references (left by failed or pruned backups)',
-  builder: (y) => repoOption(y).option('dry-run', { type: 'boolean', default: false, describe: 'only say what would be removed' }) as never,
+  builder: (y) => metricsOption(repoOption(y)).option('dry-run', { type: 'boolean', default: false, describe: 'only say what would be removed' }) as never,
   handler: async (a) => {
     const ctx = context(a);
+    const metrics = await recordMetrics(a['metrics-file'], { command: 'gc' });
     const target = await openTarget(a.repo, s3OptionsFrom(a));
     const repo = await Repository.open(target);
     const lock = await acquireLock(target, 'bkp gc', (m) => ctx.reporter.warn(m), undefined, { housekeeping: true });
     try {
       const r = await collectGarbage(repo, { dryRun: a['dry-run'], checkLock: () => lock.assertHeld() });
+      if (!r.dryRun) {
+        metrics.count('packsRemoved', r.packsRemoved);
+        metrics.count('bytesRemoved', r.bytesRemoved);
+      }
       ctx.out(
         `${r.dryRun ? 'would remove' : 'removed'} ${r.packsRemoved} pack(s) (${fmtBytes(r.bytesRemoved)}) and ${r.leftoversRemoved} temporary file(s); ${r.dryRun ? 'would repack' : 'repacked'} ${r.packsRepacked} pack(s) into new ones; ${r.packsKept} pack(s) in use`,
         { command: 'gc', ...r },
@@ -248,13 +268,14 @@ type PruneArgs = Args<{
   'keep-weekly'?: number;
   'keep-monthly'?: number;
   'dry-run': boolean;
+  'metrics-file'?: string;
 }>;
 
 export const prune: CommandModule<GlobalArgs, PruneArgs> = {
   command: 'prune',
   describe: 'remove backups a retention policy does not keep, then collect garbage',
   builder: (y) =>
-    repoOption(y)
+    metricsOption(repoOption(y))
       .option('device', { type: 'string', describe: 'only backups of this device (default: every device, each on its own)' })
       .option('keep-last', { type: 'number', describe: 'keep the N newest backups' })
       .option('keep-hourly', { type: 'number', describe: 'keep the newest backup of each of the last N hours that have one' })
@@ -269,6 +290,7 @@ export const prune: CommandModule<GlobalArgs, PruneArgs> = {
       if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw new UsageError(`--keep-${k} must be a whole number of 0 or more (got ${v})`);
     }
     if (!hasRule(policy)) throw new UsageError('name what to keep: --keep-last, --keep-hourly, --keep-daily, --keep-weekly or --keep-monthly');
+    const metrics = await recordMetrics(a['metrics-file'], { command: 'prune' });
     const target = await openTarget(a.repo, s3OptionsFrom(a));
     const repo = await Repository.open(target);
     const device = a.device;
@@ -279,8 +301,13 @@ export const prune: CommandModule<GlobalArgs, PruneArgs> = {
       command: 'bkp prune',
       warn: (m) => ctx.reporter.warn(m),
     });
+    if (!r.dryRun) {
+      metrics.count('backupsRemoved', r.remove.length);
+      metrics.count('packsRemoved', r.gc.packsRemoved);
+      metrics.count('bytesRemoved', r.gc.bytesRemoved);
+    }
     ctx.out(pruneLines(r).join('\n'), { command: 'prune', ...r });
   },
 };
 
-export const all = [init, full, incr, run, list, restore, verify, prune, gc, status, snapshotCleanup, configCheck];
+export const all = [init, full, incr, run, list, restore, verify, repair, prune, gc, status, snapshotCleanup, configCheck];

@@ -42,19 +42,33 @@ export function onExit(fn: (code: number) => Promise<void>): void {
 }
 
 /**
- * Runs the exit hooks; a hook that fails prints its error and, when everything else succeeded,
- * turns the exit code into its own (a metrics file that cannot be written is a failure).
+ * Runs the exit hooks; a hook that fails prints its error and, when the command itself succeeded,
+ * turns the exit code into 4: its work is stored (a backup committed), only the task after it
+ * failed — never a failure code that reads as "nothing stored".
  */
 export async function runExitHooks(code: number): Promise<number> {
   for (const fn of exitHooks.splice(0)) {
     try {
       await fn(code);
     } catch (e) {
-      process.stderr.write(`bkp: ${e instanceof BkpError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`}\n`);
-      if (code === ExitCode.OK) code = e instanceof BkpError ? e.exitCode : ExitCode.FAILURE;
+      const why = e instanceof BkpError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`;
+      process.stderr.write(`bkp: ${code === ExitCode.OK ? 'done, but ' : ''}${why}\n`);
+      if (code === ExitCode.OK) code = ExitCode.WARNINGS;
     }
   }
   return code;
+}
+
+const BACKUP_STOP_NOTE = 'nothing was committed for the device in progress';
+let note = BACKUP_STOP_NOTE;
+
+/** What a stopped command leaves behind, said after "stopped by SIGINT;" (a backup's unless a command sets its own). */
+export function setStopNote(text: string): void {
+  note = text;
+}
+
+export function stopNote(): string {
+  return note;
 }
 
 export function stop(sig: NodeJS.Signals): void {

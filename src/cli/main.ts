@@ -5,7 +5,8 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { all } from './commands.js';
-import { runCleanups, runExitHooks, stop, stoppedBy } from './context.js';
+import { runExitHooks, stopNote, stoppedBy } from './context.js';
+import { handleStopSignals } from './signals.js';
 import { BkpError, ExitCode, UsageError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
 import { completeJobs } from './completion.js';
@@ -20,7 +21,7 @@ function jsonError(message: string, exitCode: number): void {
 function report(e: unknown): number {
   if (stoppedBy) {
     const code = stoppedBy === 'SIGTERM' ? ExitCode.TERMINATED : ExitCode.INTERRUPTED;
-    process.stderr.write(`bkp: stopped by ${stoppedBy}; nothing was committed for the device in progress\n`);
+    process.stderr.write(`bkp: stopped by ${stoppedBy}; ${stopNote()}\n`);
     jsonError(`stopped by ${stoppedBy}`, code);
     return code;
   }
@@ -39,19 +40,7 @@ function report(e: unknown): number {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      process.stderr.write(`bkp: ${sig} again: releasing the snapshot and exiting now\n`);
-      void runCleanups(10_000).finally(() => process.exit(sig === 'SIGTERM' ? ExitCode.TERMINATED : ExitCode.INTERRUPTED));
-      return;
-    }
-    process.stderr.write(`bkp: ${sig}: stopping (cleaning up; send again to exit at once)\n`);
-    stop(sig);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  handleStopSignals();
 
   const cli = yargs(argv)
     .scriptName('bkp')

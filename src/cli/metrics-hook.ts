@@ -1,14 +1,15 @@
 /**
  * --metrics-file: collects what a command did and writes the Prometheus file when bkp exits —
- * with the final exit code, also when the command failed or was stopped by a signal.
+ * with the final exit code, also when the command failed or was stopped by a signal. The file's
+ * directory is checked first, so that a backup is never stored and then reported as failed.
  */
 import { onExit } from './context.js';
-import { writeMetricsFile, type DeviceMetrics } from '../report/metrics.js';
+import { checkMetricsFile, writeMetricsFile, type CountName, type DeviceMetrics, type RunMetrics } from '../report/metrics.js';
 import type { BackupRunResult } from '../backup/run-backup.js';
 
 export interface MetricsRecorder {
   backup(res: BackupRunResult): void;
-  pruned(removed: number): void;
+  count(name: CountName, value: number): void;
 }
 
 export function deviceMetrics(res: BackupRunResult): DeviceMetrics[] {
@@ -27,16 +28,20 @@ export function deviceMetrics(res: BackupRunResult): DeviceMetrics[] {
   }));
 }
 
-/** Starts the clock; the file is written at exit. Without a file, records nothing. */
-export function recordMetrics(file: string | undefined, base: { job?: string; command: string }): MetricsRecorder {
+/**
+ * Checks that the file can be written (before the command does anything), starts the clock; the
+ * file is written at exit. Without a file, records nothing.
+ */
+export async function recordMetrics(file: string | undefined, base: { job?: string; command: string }): Promise<MetricsRecorder> {
   const startedAt = new Date();
   let devices: DeviceMetrics[] = [];
-  let backupsRemoved: number | undefined;
+  const counts: RunMetrics['counts'] = {};
   if (file) {
-    onExit((exitCode) => writeMetricsFile(file, { ...base, startedAt, finishedAt: new Date(), exitCode, devices, backupsRemoved }));
+    await checkMetricsFile(file);
+    onExit((exitCode) => writeMetricsFile(file, { ...base, startedAt, finishedAt: new Date(), exitCode, devices, counts }));
   }
   return {
     backup: (res) => void (devices = deviceMetrics(res)),
-    pruned: (n) => void (backupsRemoved = n),
+    count: (name, value) => void (counts[name] = value),
   };
 }

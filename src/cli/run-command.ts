@@ -51,7 +51,7 @@ export const run: CommandModule<GlobalArgs, RunArgs> = {
     const ctx = context(a);
     const config = await loadConfig(a.config);
     const job = jobOf(config, a.job);
-    const metrics = recordMetrics(a['metrics-file'] ?? job.metricsFile, { job: job.name, command: 'run' });
+    const metrics = await recordMetrics(a['metrics-file'] ?? job.metricsFile, { job: job.name, command: 'run' });
     const repo = a.repo ?? job.repo ?? process.env.BKP_REPO;
     if (!repo) throw new UsageError(`job ${job.name} names no repository: set jobs.${job.name}.repo in ${config.file}, or pass --repo or BKP_REPO`);
     const target = await openTarget(repo, s3OptionsFrom(s3ArgsFor(job, a)));
@@ -73,7 +73,11 @@ export const run: CommandModule<GlobalArgs, RunArgs> = {
       onCleanup: registerCleanup,
       onBackup: (res) => metrics.backup(res),
     });
-    if (r.prune?.ok) metrics.pruned(r.prune.remove.length);
+    if (r.prune?.ok && !r.prune.dryRun) {
+      metrics.count('backupsRemoved', r.prune.remove.length);
+      metrics.count('packsRemoved', r.prune.gc.packsRemoved);
+      metrics.count('bytesRemoved', r.prune.gc.bytesRemoved);
+    }
     const lines = [`job ${r.job}: ${r.decision.kind} (${r.decision.reason})`, ...backupLines(r.backup)];
     if (r.prune?.ok) lines.push(...pruneLines(r.prune).filter((l) => !l.startsWith('keep ')));
     else if (r.prune) lines.push(`prune FAILED: ${r.prune.error}`);

@@ -52,3 +52,43 @@ export async function deviceInUse(dev: DevNum): Promise<string | null> {
   if (holders.length) return `it is held by ${holders.join(', ')} (device-mapper, md or LVM)`;
   return null;
 }
+
+/**
+ * Pure: the mount points in a /proc/self/mountinfo text of the devices `nums` ("major:minor")
+ * that are mounted read-write (per-mount option `rw`).
+ */
+export function readWriteMountPoints(mountinfo: string, nums: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const f = line.split(' ');
+    if (f.length > 5 && nums.has(f[2]!) && f[5]!.split(',').includes('rw')) out.push(f[4]!.replace(/\\040/g, ' '));
+  }
+  return out;
+}
+
+/** Loop devices ("major:minor") whose backing file is `file` (an image attached with losetup). */
+async function loopDevicesOf(file: string): Promise<DevNum[]> {
+  const out: DevNum[] = [];
+  for (const name of await fs.readdir('/sys/block').catch(() => [] as string[])) {
+    if (!name.startsWith('loop')) continue;
+    const backing = await fs.readFile(`/sys/block/${name}/loop/backing_file`, 'utf8').catch(() => null);
+    if (backing?.trim() !== file) continue;
+    const [major, minor] = (await fs.readFile(`/sys/block/${name}/dev`, 'utf8')).trim().split(':').map(Number);
+    out.push({ major: major!, minor: minor! });
+  }
+  return out;
+}
+
+/**
+ * Where a device to be read without a snapshot is mounted read-write (itself or a partition; for
+ * an image file, through a loop device): a filesystem that may change while bkp reads it.
+ */
+export async function mountedReadWrite(device: string): Promise<string[]> {
+  const st = await fs.stat(device).catch(() => null);
+  if (!st) return [];
+  const devs = st.isBlockDevice() ? [devNumOf(st.rdev)] : st.isFile() ? await loopDevicesOf(await fs.realpath(device)) : [];
+  const nums = new Set<string>();
+  for (const d of devs) for (const n of (await selfAndPartitions(d)).nums) nums.add(n);
+  if (nums.size === 0) return [];
+  return readWriteMountPoints(await fs.readFile('/proc/self/mountinfo', 'utf8').catch(() => ''), nums);
+}

@@ -1,6 +1,11 @@
 /**
  * Where a restore writes: a block device or an image file, opened only after the checks that
  * keep a user from overwriting the wrong thing (size, in use, existing data without --force).
+ *
+ * An image file is written under a temporary name beside the target (`.NAME.bkp-partial-PID`)
+ * and renamed onto the target only when it is complete and synced: a restore that fails or is
+ * stopped leaves no image at the target path (and an existing one as it was). A block device is
+ * written in place: a failed restore leaves a partial image there.
  */
 import { promises as fs, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
@@ -10,6 +15,7 @@ import { probeSignature, PROBE_BYTES } from './probe.js';
 import { fromSystemError, isSystemError, TargetHasDataError, TargetInUseError, TargetTooSmallError, DeviceMissingError } from '../errors.js';
 import { native } from '../native/index.js';
 import { isAligned, openDirect } from './direct-io.js';
+import { syncDir } from '../storage/local/local-target.js';
 
 export interface RestoreSink {
   path: string;
@@ -23,7 +29,61 @@ export interface RestoreSink {
    */
   zero(position: number, length: number, opts?: { overwrite?: boolean }): Promise<void>;
   sync(): Promise<void>;
+  /**
+   * Makes the written image the target's, after sync: an image file's size is checked and its
+   * temporary file renamed onto the target path (the directory synced). Nothing to do for a device.
+   */
+  commit(): Promise<void>;
+  /** Closes the target; an image file not committed is removed. */
   close(): Promise<void>;
+  /**
+   * Removes an uncommitted image file without waiting for the writes in flight (a signal's
+   * cleanup, when one of them may never end). Nothing to do for a device.
+   */
+  discard(): Promise<void>;
+}
+
+/** The temporary name an image file is restored under, in the target's directory. */
+export function partialImagePath(target: string, pid = process.pid): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.bkp-partial-${pid}`);
+}
+
+/**
+ * Removes the partial images of `final` left by restores that died (kill -9, power loss): those
+ * whose process no longer runs. Only for a caller that holds the target's path lock, so that no
+ * live restore can own one. Returns the paths removed.
+ */
+export async function removeStalePartials(final: string): Promise<string[]> {
+  const prefix = `.${path.basename(final)}.bkp-partial-`;
+  const removed: string[] = [];
+  for (const name of await fs.readdir(path.dirname(final)).catch(() => [] as string[])) {
+    const pid = name.startsWith(prefix) ? Number(name.slice(prefix.length)) : NaN;
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isRunning(pid)) continue;
+    const p = path.join(path.dirname(final), name);
+    await fs.rm(p, { force: true });
+    removed.push(p);
+  }
+  return removed;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return !isSystemError(e, 'ESRCH');
+  }
+}
+
+/**
+ * The path a restore target resolves to: an existing one's real path (a symlink is followed, so
+ * the rename replaces the file it names), else the real directory and the name.
+ */
+export async function finalTargetPath(target: string): Promise<string> {
+  const real = await fs.realpath(target).catch(() => null);
+  if (real) return real;
+  const dir = await fs.realpath(path.dirname(path.resolve(target))).catch(() => path.dirname(path.resolve(target)));
+  return path.join(dir, path.basename(target));
 }
 
 const ZERO_BLOCK = Buffer.alloc(4 * 1024 * 1024);
@@ -56,14 +116,14 @@ export async function openRestoreSink(target: string, size: number, force: boole
     const dir = path.dirname(path.resolve(target));
     const st = await fs.stat(dir).catch(() => null);
     if (!st?.isDirectory()) throw new DeviceMissingError(`the directory of restore target ${target} does not exist`);
-    return openFile(target, size);
+    return openImageFile(target, await finalTargetPath(target), size);
   }
   const facts = await deviceFacts(target, 'restore target');
   if (facts.kind === 'file') {
     if (facts.size > 0 && !force) {
       throw new TargetHasDataError(`restore target ${target} is an existing file of ${facts.size} bytes; pass --force to overwrite it`);
     }
-    return openFile(target, size);
+    return openImageFile(target, await finalTargetPath(target), size);
   }
   if (facts.size < size) {
     throw new TargetTooSmallError(`restore target ${target} holds ${facts.size} bytes but the backup needs ${size}`);
@@ -108,22 +168,33 @@ export async function openRestoreSink(target: string, size: number, force: boole
       }
     },
     sync: () => fh.sync(),
+    commit: async () => {},
     async close() {
       await direct?.close();
       await fh.close();
     },
+    discard: async () => {},
   };
 }
 
-async function openFile(target: string, size: number): Promise<RestoreSink> {
+async function openImageFile(target: string, final: string, size: number): Promise<RestoreSink> {
+  const partial = partialImagePath(final);
   let fh: fs.FileHandle;
   try {
-    // truncating makes the whole file a hole: zero chunks then cost nothing
-    fh = await fs.open(target, fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+    fh = await createPartial(partial);
+    // a file of the image's size that is all hole: zero chunks then cost nothing
     await fh.truncate(size);
   } catch (e) {
+    await fs.rm(partial, { force: true }).catch(() => {});
     throw fromSystemError(e, 'restore target', target);
   }
+  let open = true;
+  let committed = false;
+  const closeOnce = async () => {
+    if (!open) return;
+    open = false;
+    await fh.close();
+  };
   return {
     path: target,
     kind: 'file',
@@ -140,6 +211,35 @@ async function openFile(target: string, size: number): Promise<RestoreSink> {
       }
     },
     sync: () => fh.sync(),
-    close: () => fh.close(),
+    async commit() {
+      try {
+        const st = await fh.stat();
+        if (st.size !== size) throw new Error(`the restored image ${partial} has ${st.size} bytes, not ${size}`);
+        await closeOnce();
+        await fs.rename(partial, final);
+        committed = true;
+        await syncDir(path.dirname(final));
+      } catch (e) {
+        throw fromSystemError(e, 'restore target', target);
+      }
+    },
+    async close() {
+      await closeOnce();
+      if (!committed) await fs.rm(partial, { force: true });
+    },
+    async discard() {
+      if (!committed) await fs.rm(partial, { force: true });
+    },
   };
+}
+
+/** Creates the temporary file; one left by a dead process that had this pid is replaced. */
+async function createPartial(partial: string): Promise<fs.FileHandle> {
+  try {
+    return await fs.open(partial, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+  } catch (e) {
+    if (!isSystemError(e, 'EEXIST')) throw e;
+    await fs.rm(partial, { force: true });
+    return fs.open(partial, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+  }
 }

@@ -6,12 +6,12 @@ import { parentPort } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
-import { encodeEnvelopeHeader, ENVELOPE_HEADER_SIZE, FLAG_ZSTD, openEnvelope } from './envelope.js';
+import { encodeEnvelopeHeader, ENVELOPE_HEADER_SIZE, FLAG_ZSTD } from './envelope.js';
+import { checkChunk } from './chunk-check.js';
 import type { WorkerRequest, WorkerReply } from './codec-protocol.js';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding') as typeof ZstdBinding;
 const cctx = new zstd.CCtx();
-const dctx = new zstd.DCtx();
 let scratch = Buffer.alloc(0);
 let zeros = Buffer.alloc(0);
 
@@ -37,31 +37,6 @@ function seal(plain: Buffer, level: number, hint: Uint8Array | undefined, keepZe
   return { op: 'seal', zero: false, id: id.buffer, envelope: env.buffer };
 }
 
-function open(envelope: Uint8Array, dest: Buffer, expectId: Uint8Array, plainLength: number): string | undefined {
-  let env;
-  try {
-    env = openEnvelope(envelope);
-  } catch (e) {
-    return (e as Error).message;
-  }
-  const { header, payload } = env;
-  if (!header.id.equals(expectId)) return 'envelope holds a different chunk than the index names';
-  if (header.plainLength !== plainLength) return `chunk length ${header.plainLength} differs from the index (${plainLength})`;
-  const out = dest.subarray(0, plainLength);
-  if (header.flags & FLAG_ZSTD) {
-    try {
-      const n = dctx.decompress(out, payload);
-      if (n !== plainLength) return `chunk decompressed to ${n} bytes, expected ${plainLength}`;
-    } catch (e) {
-      return `chunk does not decompress: ${(e as Error).message}`;
-    }
-  } else {
-    payload.copy(out);
-  }
-  if (!createHash('sha256').update(out).digest().equals(expectId)) return 'chunk content does not match its SHA-256';
-  return undefined;
-}
-
 parentPort!.on('message', (m: WorkerRequest) => {
   if (m.op === 'seal') {
     const r = seal(Buffer.from(m.buf, m.offset, m.length), m.level, m.hint, m.keepZero === true);
@@ -72,7 +47,7 @@ parentPort!.on('message', (m: WorkerRequest) => {
     parentPort!.postMessage(reply, transfer);
   } else {
     const dest = Buffer.from(m.dest, m.destOffset);
-    const error = open(new Uint8Array(m.source, m.at, m.length), dest, m.expectId, m.plainLength);
+    const error = checkChunk(new Uint8Array(m.source, m.at, m.length), dest, m.expectId, m.plainLength);
     const reply: WorkerReply = { op: 'open', seq: m.seq, dest: m.dest, error };
     parentPort!.postMessage(reply, [m.dest]);
   }

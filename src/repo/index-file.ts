@@ -76,6 +76,12 @@ export interface IndexHeader {
   /** Bytes per piece: the unit of a patch (chunkSize / pieceSize ≤ 64, chunkSize a multiple). */
   pieceSize: number;
   parent: string | null;
+  /**
+   * When the device's newest full backup was taken (its `time`), carried from backup to backup so
+   * the schedule still knows it after retention removed that full; null when unknown (optional:
+   * indexes written before this field lack it).
+   */
+  lastFullTime?: string | null;
   /** True when the data came from a snapshot (consistent), false for a direct read. */
   snapshot: boolean;
   cbt: CbtState | null;
@@ -402,11 +408,46 @@ function checkRef(body: Buffer, o: number, i: number, what: string, pcount: numb
 
 function validateHeader(h: IndexHeader): void {
   const ok =
-    h && h.formatVersion === INDEX_VERSION && typeof h.backupId === 'string' && h.device && typeof h.device.key === 'string' &&
+    typeof h === 'object' && h !== null && h.formatVersion === INDEX_VERSION && typeof h.backupId === 'string' &&
+    typeof h.device === 'object' && h.device !== null && typeof h.device.key === 'string' &&
     Number.isSafeInteger(h.device.size) && h.device.size >= 0 &&
     Number.isSafeInteger(h.chunkSize) && h.chunkSize > 0 && h.chunkSize <= 64 * 1024 * 1024 &&
     Number.isSafeInteger(h.pieceSize) && h.pieceSize > 0 && h.chunkSize % h.pieceSize === 0 && h.chunkSize / h.pieceSize <= MAX_PIECES;
   if (!ok) throw new IndexFormatError('index header is missing required fields');
+}
+
+/**
+ * Checks a header read on its own (listings read only the header, without the index's checksum):
+ * the required fields, and the descriptive fields a listing shows, each of the type bkp writes.
+ * A bit flipped in the header usually breaks one of them.
+ */
+export function parseIndexHeader(json: Buffer): IndexHeader {
+  let h: IndexHeader;
+  try {
+    h = JSON.parse(json.toString('utf8')) as IndexHeader;
+  } catch {
+    throw new IndexFormatError('index header is not valid JSON');
+  }
+  validateHeader(h);
+  const strOrNull = (v: unknown) => v === null || typeof v === 'string';
+  const ok =
+    typeof h.time === 'string' && !Number.isNaN(Date.parse(h.time)) && (h.kind === 'full' || h.kind === 'incr') &&
+    typeof h.device.path === 'string' && strOrNull(h.device.fsType) && strOrNull(h.device.fsUuid) &&
+    typeof h.snapshot === 'boolean' && strOrNull(h.parent) &&
+    typeof h.stats === 'object' && h.stats !== null && Number.isSafeInteger(h.stats.bytesStored) && h.stats.bytesStored >= 0;
+  if (!ok) throw new IndexFormatError('index header has a field of the wrong type');
+  return h;
+}
+
+/**
+ * An index is named after what it holds (docs/format.md, section 8): the backup id and device key
+ * of its key equal those of its header. A mismatch means the object is not the one its name says
+ * (swapped, copied or renamed): restoring it would write another backup's bytes.
+ */
+export function checkIndexName(h: IndexHeader, backupId: string, deviceKey: string): void {
+  if (h.backupId !== backupId || h.device.key !== deviceKey) {
+    throw new IndexFormatError(`its header names backup ${h.backupId} device ${h.device.key}, not the backup and device of its name`);
+  }
 }
 
 export function indexKey(backupId: string, deviceKey: string): string {

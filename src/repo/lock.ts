@@ -51,6 +51,12 @@ export interface RepoLock {
    * first). Call before every change that relies on holding the lock.
    */
   assertHeld(): Promise<void>;
+  /**
+   * Asks the store now whether the lock is still ours: the LockedError saying it was taken over,
+   * or undefined. For a holder whose work failed, to tell the user the real cause (a gc that took
+   * the lock over may have removed the files this one was writing).
+   */
+  takenOver(): Promise<InstanceType<typeof LockedError> | undefined>;
   release(): Promise<void>;
 }
 
@@ -142,6 +148,13 @@ export interface AcquireOptions {
    * when generations pile up past 500, so that a backup's request count stays fixed.
    */
   housekeeping?: boolean;
+  /**
+   * Leave nothing behind (device locks, one directory per device ever seen): on release, when no
+   * newer generation exists, delete this lock's generations instead of writing `released`. So that
+   * a generation is still never reused, a lock with none takes a clock-based one (hundredths of a
+   * second since the epoch), above any a slower process may still be about to write.
+   */
+  removeOnRelease?: boolean;
 }
 
 export async function acquireLock(
@@ -176,7 +189,7 @@ export async function acquireLock(
         );
       }
     }
-    const gen = top + 1;
+    const gen = opts.removeOnRelease ? Math.max(top + 1, Math.floor(Date.now() / 10)) : top + 1;
     try {
       await target.put(lockKey(gen), record('held'), { ifAbsent: true });
     } catch (e) {
@@ -229,6 +242,10 @@ export async function acquireLock(
           throw new LockedError(`the ${subject} lock could not be refreshed for ${Math.round((performance.now() - confirmedAt) / 1000)} s; nothing more is committed`);
         }
       },
+      async takenOver() {
+        if (!lost && !released) await refreshNow();
+        return lost ? new LockedError(lost) : undefined;
+      },
       release: async () => {
         if (released) return;
         released = true;
@@ -236,6 +253,10 @@ export async function acquireLock(
         await refreshing;
         if (lost) return; // the generation is someone else's history now: leave it
         try {
+          if (opts.removeOnRelease && ((await lockGenerations(target))[0] ?? gen) === gen) {
+            for (const g of (await lockGenerations(target)).filter((g) => g <= gen).reverse()) await target.delete(lockKey(g));
+            return;
+          }
           await target.put(lockKey(gen), record('released'));
         } catch (e) {
           // what the lock protected is done (committed or not); a lock left held is stale for the

@@ -18,6 +18,8 @@ export class PackWriter {
   private readonly limit;
   private readonly inflight = new Set<Promise<void>>();
   private error: unknown;
+  /** Fired by the first upload that fails for good: the others stop at once (no bytes sent for a run that failed). */
+  private readonly abandon = new AbortController();
 
   constructor(
     private readonly target: Target,
@@ -61,13 +63,14 @@ export class PackWriter {
     this.bytes = 0;
     // backpressure: wait for a free upload slot before filling the next pack
     while (this.inflight.size >= this.maxUploads) await Promise.race(this.inflight);
-    const p: Promise<void> = this.limit(() => this.target.put(key, body)).then(
+    const p: Promise<void> = this.limit(() => this.target.put(key, body, { signal: this.abandon.signal })).then(
       () => {
         crashPoint('pack-stored');
         this.inflight.delete(p);
       },
       (e: unknown) => {
         this.error ??= e;
+        this.abandon.abort(this.error);
         this.inflight.delete(p);
       },
     );

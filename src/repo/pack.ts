@@ -59,7 +59,7 @@ export class PackFormatError extends Error {}
  */
 export function decodePackFooter(footer: Buffer, packSize?: number): { count: number; crc: number } {
   if (footer.length !== PACK_FOOTER_SIZE) throw new PackFormatError('pack footer truncated');
-  if (!footer.subarray(12, 16).equals(PACK_MAGIC)) throw new PackFormatError('bad pack magic');
+  if (!footer.subarray(12, 16).equals(PACK_MAGIC)) throw new PackFormatError('bad pack magic: the footer is not at the end of the pack (bytes appended, or the pack cut short)');
   const version = footer.readUInt8(4);
   if (version !== PACK_VERSION) throw new PackFormatError(`unsupported pack version ${version}`);
   const count = footer.readUInt32LE(0);
@@ -87,4 +87,16 @@ export function decodePackEntries(entries: Buffer, footer: { count: number; crc:
     out.push(e);
   }
   return out;
+}
+
+/**
+ * Reads and checks the trailer of a pack of `packSize` bytes through `read` (a ranged read of the
+ * pack, or a view of it when it is in memory). Garbage appended to a pack, or a pack cut short,
+ * moves its footer: the magic is then wrong and a PackFormatError says so.
+ */
+export async function readPackTrailer(packSize: number, read: (offset: number, length: number) => Promise<Buffer> | Buffer): Promise<PackEntry[]> {
+  if (packSize < PACK_FOOTER_SIZE) throw new PackFormatError(`pack of ${packSize} bytes has no footer`);
+  const footer = decodePackFooter(await read(packSize - PACK_FOOTER_SIZE, PACK_FOOTER_SIZE), packSize);
+  const len = footer.count * PACK_ENTRY_SIZE;
+  return decodePackEntries(await read(packSize - PACK_FOOTER_SIZE - len, len), footer, packSize);
 }

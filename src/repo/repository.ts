@@ -6,9 +6,10 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { CONFIG_KEY, newRepoConfig, parseRepoConfig, type RepoConfig } from './config.js';
 import { ChunkMap } from './chunk-map.js';
-import { decodeIndex, encodeIndexParts, indexKey, IndexFormatError, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
+import { checkIndexName, decodeIndex, encodeIndexParts, indexKey, IndexFormatError, parseIndexHeader, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
 import { ObjectExistsError, ObjectMissingError, type Target } from '../storage/target.js';
 import { packIdFromKey } from './pack.js';
+import { damagedPacks } from './damage.js';
 import { BackupNotFoundError, BkpError, CorruptError, ExitCode, RepoExistsError, RepoMissingError } from '../errors.js';
 
 export interface BackupRef {
@@ -103,24 +104,39 @@ export class Repository {
       throw e;
     }
     try {
-      return decodeIndex(raw);
+      const index = decodeIndex(raw);
+      checkIndexName(index.header, ref.backupId, ref.deviceKey);
+      return index;
     } catch (e) {
       if (e instanceof IndexFormatError) throw new CorruptError(`index ${key} is damaged: ${e.message}`);
       throw e;
     }
   }
 
-  /** Only the header, from the first bytes of the index (for listings; not checksummed). */
+  /**
+   * Only the header, from the first bytes of the index (for listings; not checksummed), checked
+   * field by field and against the index's name: a damaged header is a CorruptError naming it.
+   */
   async readIndexHeader(ref: BackupRef): Promise<IndexHeader> {
-    const head = await this.target.get(ref.key, { offset: 0, length: Math.min(ref.size, 64 * 1024) });
+    let head: Buffer;
     try {
-      if (!head.subarray(0, 4).equals(INDEX_MAGIC)) throw new Error('bad magic');
+      head = await this.target.get(ref.key, { offset: 0, length: Math.min(ref.size, 64 * 1024) });
+    } catch (e) {
+      if (e instanceof ObjectMissingError) throw new BackupNotFoundError(`backup ${ref.backupId} has no index for device ${ref.deviceKey}`);
+      throw e;
+    }
+    try {
+      if (head.length < 12 || !head.subarray(0, 4).equals(INDEX_MAGIC)) throw new IndexFormatError('bad index magic');
       const len = head.readUInt32LE(8);
-      if (12 + len > ref.size) throw new Error('header length past the end'); // never allocate what a damaged length claims
+      // never allocate what a damaged length claims
+      if (12 + len > ref.size) throw new IndexFormatError('header length past the end');
       const json = len + 12 <= head.length ? head.subarray(12, 12 + len) : (await this.target.get(ref.key, { offset: 12, length: len }));
-      return JSON.parse(json.toString('utf8')) as IndexHeader;
-    } catch {
-      throw new CorruptError(`index ${ref.key} is damaged: its header cannot be read`);
+      const header = parseIndexHeader(json);
+      checkIndexName(header, ref.backupId, ref.deviceKey);
+      return header;
+    } catch (e) {
+      if (e instanceof IndexFormatError) throw new CorruptError(`index ${ref.key} is damaged: ${e.message}`);
+      throw e;
     }
   }
 
@@ -174,14 +190,27 @@ export class Repository {
     return this.packsPromise;
   }
 
+  private damagedPromise: Promise<ReadonlySet<string>> | undefined;
+
   /**
-   * The chunks referenced by committed backups whose packs are present (built on first use, then
-   * kept up to date by the writer). A chunk in a lost pack is not known: it is stored again.
+   * Ids of the packs that a damage record names (listed once per Repository object): new backups
+   * never point into them, and an incremental reads again the chunks its parent has there.
+   */
+  damagedPacks(): Promise<ReadonlySet<string>> {
+    this.damagedPromise ??= damagedPacks(this.target).then((m) => new Set(m.keys()));
+    return this.damagedPromise;
+  }
+
+  /**
+   * The chunks referenced by committed backups whose packs are present and not known to be
+   * damaged (built on first use, then kept up to date by the writer). A chunk in a lost or
+   * damaged pack is not known: it is stored again.
    */
   chunkMap(): Promise<ChunkMap> {
     this.chunkMapPromise ??= (async () => {
       const map = new ChunkMap();
       const present = await this.presentPacks();
+      const damaged = await this.damagedPacks();
       // the newest index of every device: each index is complete, so together they hold every
       // chunk the devices had at their last backup. Older backups are not read: their other chunks
       // rarely come back, and reading them would cost memory and requests in proportion to the
@@ -199,7 +228,9 @@ export class Repository {
         }
         const t = idx.entries;
         for (let r = 0; r < t.length * 2; r++) {
-          if (t.hasRef(r) && present.has(idx.packs[t.refPack(r)]!)) map.addRef(idx, r);
+          if (!t.hasRef(r)) continue;
+          const p = idx.packs[t.refPack(r)]!;
+          if (present.has(p) && !damaged.has(p)) map.addRef(idx, r);
         }
       }
       return map;

@@ -18,7 +18,8 @@ export interface Phase {
 export interface Reporter {
   phase(name: string, total: number): Phase;
   info(msg: string): void;
-  warn(msg: string): void;
+  /** `always`: a warning about the data itself (its consistency), printed also with --quiet. */
+  warn(msg: string, opts?: { always?: boolean }): void;
   error(msg: string): void;
 }
 
@@ -64,8 +65,8 @@ export function createReporter(opts: ReporterOptions = {}): Reporter {
     info: (m) => {
       if (!quiet) say(m);
     },
-    warn: (m) => {
-      if (!quiet) say(`warning: ${m}`);
+    warn: (m, o) => {
+      if (!quiet || o?.always) say(`warning: ${m}`);
     },
     error: (m) => say(`error: ${m}`),
     phase(name, total) {

@@ -7,13 +7,17 @@ import type { Repository, BackupRef } from '../repo/repository.js';
 import { packKey } from '../repo/pack.js';
 import { CodecPool, SharedReads } from '../repo/codec-pool.js';
 import { BufferPool, view } from '../shared/buffer-pool.js';
-import { openRestoreSink, type RestoreSink } from '../device/sink.js';
+import { finalTargetPath, openRestoreSink, removeStalePartials, type RestoreSink } from '../device/sink.js';
+import { refuseRepositoryTarget } from './repo-target.js';
+import { isS3Url } from '../storage/open.js';
+import { pausePoint } from '../faults.js';
 import { lockRestoreTarget, refuseTargetBeingBackedUp } from './target-guard.js';
 import { restorePlan, type PackRead, type PlannedChunk } from './plan.js';
 import { CorruptError, InterruptedError } from '../errors.js';
 import { ObjectMissingError } from '../storage/target.js';
 import type { Reporter } from '../report/reporter.js';
 import type { IndexHeader } from '../repo/index-file.js';
+import { DamageRecorder } from '../repo/damage.js';
 
 export interface RestoreOptions {
   repo: Repository;
@@ -29,6 +33,8 @@ export interface RestoreOptions {
    * on; the result lists those device ranges. Otherwise the first one stops the restore.
    */
   ignoreErrors?: boolean;
+  /** Registers work that must happen even if bkp has to exit at once (removing the partial image). */
+  onCleanup?: (fn: () => Promise<void>) => void;
 }
 
 /** Device bytes a restore could not recover (written as zeros under ignoreErrors). */
@@ -55,15 +61,24 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const { header } = index;
   const size = header.device.size;
   const ops = restorePlan(index);
+  const final = await finalTargetPath(opts.to);
+  if (!isS3Url(opts.repo.target.location)) await refuseRepositoryTarget(opts.repo.target.location, opts.to, final);
   await refuseTargetBeingBackedUp(opts.to);
-  const targetLock = await lockRestoreTarget(opts.to, (m) => opts.reporter.warn(m));
+  const targetLock = await lockRestoreTarget(opts.to, final, (m) => opts.reporter.warn(m));
   let sink: Awaited<ReturnType<typeof openRestoreSink>>;
   try {
+    if (targetLock.pathLocked) {
+      for (const p of await removeStalePartials(final)) opts.reporter.warn(`removed ${p}, the partial image of a restore that did not end`);
+    }
     sink = await openRestoreSink(opts.to, size, opts.force);
   } catch (e) {
     await targetLock.release();
     throw e;
   }
+  opts.onCleanup?.(async () => {
+    await sink.discard();
+    await targetLock.release();
+  });
   const pool = new CodecPool();
   const buffers = new BufferPool(header.chunkSize, pool.size * 4);
   // patches are written over their bases: the bar counts both
@@ -87,8 +102,11 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
         progress(length);
       }
     : undefined;
+  // a damaged chunk is recorded in the repository, so that no new backup builds on it
+  const recorder = new DamageRecorder(opts.repo.target, 'restore', (m) => opts.reporter.warn(m));
   let ok = false;
   try {
+    await pausePoint('restore-writing');
     const window = new Set<Promise<void>>();
     let failure: unknown;
     const readAhead = opts.readAhead ?? 4;
@@ -113,7 +131,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
               zeroBytes += op.length;
               progress(op.length);
             })
-          : restoreRead(opts.repo, op, sink, pool, buffers, reads, progress, onDamage).then((n) => {
+          : restoreRead(opts.repo, op, sink, pool, buffers, reads, progress, recorder, onDamage).then((n) => {
               bytesFetched += n;
             });
       const p: Promise<void> = work
@@ -126,7 +144,11 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
     await Promise.all(window);
     if (failure) throw failure;
     await sink.sync();
+    await sink.commit();
     ok = true;
+  } catch (e) {
+    if (sink.kind === 'block' && e instanceof Error) e.message += `; ${opts.to} now holds a partial image: restore again before using it`;
+    throw e;
   } finally {
     await pool.close();
     await sink.close();
@@ -134,6 +156,13 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
     if (ok) phase.done();
   }
   return { header, to: opts.to, bytes: size, bytesFetched, zeroBytes, durationMs: Date.now() - started, damaged: mergeRanges(damaged) };
+}
+
+/** What a restore stopped by a signal leaves at its target, for the line bkp ends with. */
+export function restoreStopNote(to: string, kind: 'block' | 'file'): string {
+  return kind === 'block'
+    ? `the restore did not finish: ${to} now holds a partial image; restore again before using it`
+    : `the restore did not finish: no image was written to ${to} (a file that was there is left as it was); run the same command again`;
 }
 
 /**
@@ -177,6 +206,7 @@ async function restoreRead(
   buffers: BufferPool,
   reads: SharedReads,
   progress: (n: number) => void,
+  recorder: DamageRecorder,
   onDamage?: (offset: number, length: number, problem: string) => Promise<void>,
 ): Promise<number> {
   const key = packKey(op.packId);
@@ -197,6 +227,7 @@ async function restoreRead(
       // the pack ends early: the chunks whose envelopes lie past its end are lost
       const lost = op.chunks.filter((c) => c.at + c.length > data.length);
       const problem = `pack ${op.packId} is truncated (${op.offset + data.length} bytes, needs ${op.offset + op.length})`;
+      for (const c of lost) await recorder.record({ packId: op.packId, offset: op.offset + c.at, length: c.length, chunkId: c.id.toString('hex'), problem: `pack cut short at ${op.offset + data.length} bytes` });
       if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(lost)} cannot be restored`);
       for (const c of lost) for (const t of lostRuns(c)) await onDamage(t.offset, t.length, problem);
     }
@@ -211,6 +242,7 @@ async function restoreRead(
         });
         try {
           if (r.error) {
+            await recorder.record({ packId: op.packId, offset: op.offset + c.at, length: c.length, chunkId: c.id.toString('hex'), problem: r.error });
             const problem = `chunk ${c.id.toString('hex').slice(0, 16)} in pack ${op.packId} is damaged (${r.error})`;
             if (!onDamage) throw new CorruptError(`${problem}: ${rangesText([c])}`);
             for (const t of lostRuns(c)) await onDamage(t.offset, t.length, problem);

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { tryOpenBlksnap, formatUuid, sameDev } from '../blksnap/index.js';
 import { backupReading } from '../device/readers.js';
-import { acquireDeviceLocks, type DeviceLocks } from '../lock/device-lock.js';
+import { acquireNamedLocks, deviceLockName, imagePathLockName, type DeviceLocks } from '../lock/device-lock.js';
 import { BkpError, LockedError, PermissionError, TargetInUseError } from '../errors.js';
 
 async function inSnapshot(path: string): Promise<string | null> {
@@ -41,20 +41,31 @@ export async function refuseTargetBeingBackedUp(path: string): Promise<void> {
 }
 
 /**
- * Holds the device lock of an existing restore target (src/lock/device-lock.ts) while the
- * restore writes it: a backup of that device, or a second restore onto it, cannot start meanwhile,
- * and one that holds it already — even before it has opened the device or taken its snapshot —
- * is refused with exit 17. Without access to the lock directory (a restore to an image file by a
- * user who is not root) the checks above still apply and no lock is taken.
+ * Holds the device lock of a restore target (src/lock/device-lock.ts) for the whole restore: a
+ * backup of that device or image file, or a second restore onto it, cannot start meanwhile, and
+ * one that holds it already — even before it has opened the device or taken its snapshot — is
+ * refused with exit 17. An image file path is also locked by its name (its directory and name),
+ * whether a file is there yet or not: the image is written under a temporary name and renamed
+ * last, so two restores to one new path would otherwise both run. `final` is the target's real
+ * path (src/device/sink.ts finalTargetPath); `pathLocked` says that its path lock is held.
+ * Without access to the lock directory (a restore to an image file by a user who is not root) the
+ * checks above still apply and no lock is taken.
  */
-export async function lockRestoreTarget(path: string, warn: (msg: string) => void): Promise<DeviceLocks> {
-  const st = await fs.stat(path).catch(() => null);
-  if (!st || !(st.isBlockDevice() || st.isFile())) return { release: async () => {} };
+export async function lockRestoreTarget(path: string, final: string, warn: (msg: string) => void): Promise<DeviceLocks & { pathLocked: boolean }> {
+  const none = { release: async () => {}, pathLocked: false };
+  const st = await fs.stat(final).catch(() => null);
+  if (st && !(st.isBlockDevice() || st.isFile())) return none;
+  const locks = [];
+  if (st) locks.push({ what: `device ${path}`, name: await deviceLockName(final) });
+  // a missing directory is the sink's to report
+  const pathLock = st?.isBlockDevice() ? null : await imagePathLockName(final).catch(() => null);
+  if (pathLock) locks.push({ what: `path ${path}`, name: pathLock });
+  if (!locks.length) return none;
   try {
-    return await acquireDeviceLocks([path], `bkp restore --to ${path}`, warn);
+    return { ...(await acquireNamedLocks(locks, `bkp restore --to ${path}`, warn)), pathLocked: pathLock !== null };
   } catch (e) {
     if (e instanceof LockedError) throw new TargetInUseError(`restore target ${path} is in use: ${e.message}`, { cause: e });
-    if (e instanceof PermissionError && !st.isBlockDevice()) return { release: async () => {} };
+    if (e instanceof PermissionError && !st?.isBlockDevice()) return none;
     throw e;
   }
 }

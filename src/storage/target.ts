@@ -19,6 +19,11 @@ export const ARCHIVE_CLASSES: ReadonlySet<string> = new Set(['GLACIER', 'DEEP_AR
 export interface PutOptions {
   /** Fail with ObjectExistsError instead of replacing an existing object. */
   ifAbsent?: boolean;
+  /**
+   * Abandons the put when aborted (another upload of the run failed for good): it rejects
+   * promptly with the signal's reason, sends nothing more, and leaves no unfinished upload.
+   */
+  signal?: AbortSignal;
 }
 
 export interface ByteRange {
@@ -44,6 +49,12 @@ export interface Target {
   stat(key: string): Promise<ObjectInfo | undefined>;
   /** Every object whose key starts with prefix, in no particular order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * The directories directly under `prefix` (a prefix ending with '/'), as keys without the
+   * trailing '/', empty ones too — only on targets that have directories (not S3, where a prefix
+   * exists only while objects are under it).
+   */
+  listDirectories?(prefix: string): AsyncIterable<string>;
   /** Remove an object; removing a missing object is not an error. */
   delete(key: string): Promise<void>;
   /** Remove what interrupted puts left behind (temporary files, unfinished uploads); returns how many. */

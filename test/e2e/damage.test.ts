@@ -1,7 +1,8 @@
 /**
  * Seeded damage to a repository of several backups that share packs: a bit flipped in a chunk
  * envelope, an index or a pack trailer, a pack cut short or deleted, an index cut short. For each:
- * `verify --read-data` names exactly the backups that lost something (no more, no fewer); a
+ * `verify --read-data` names exactly the backups that lost something (no more, no fewer), and the
+ * pack whose footer or trailer is damaged (which no backup reads, but recovery without an index does); a
  * restore of a damaged backup fails with the device range it affects; `restore --ignore-errors`
  * writes zeros exactly there, lists those ranges and exits 3; an undamaged backup restores
  * byte-equal. BKP_TEST_SEED replays a run.
@@ -86,6 +87,8 @@ interface Fault {
   what: string;
   /** Damaged backups → the device ranges each lost (empty list: the index itself). */
   expected: Map<string, Range[]>;
+  /** A pack whose own structure (footer, trailer) verify must report, though no backup reads it. */
+  pack?: string;
 }
 
 async function inflict(repo: string, kind: number, rnd: () => number): Promise<Fault> {
@@ -119,7 +122,7 @@ async function inflict(repo: string, kind: number, rnd: () => number): Promise<F
       const size = Math.floor(rnd() * (await fs.stat(file)).size);
       await fs.truncate(file, size);
       expect((x) => rangesIn(x, pack, (o, l) => o + l > size));
-      return { what: `pack ${pack} cut to ${size} bytes`, expected };
+      return { what: `pack ${pack} cut to ${size} bytes`, expected, pack }; // its footer is gone from the end
     }
     case 2: {
       const pack = pick(allPacks);
@@ -128,7 +131,8 @@ async function inflict(repo: string, kind: number, rnd: () => number): Promise<F
       return { what: `pack ${pack} deleted`, expected };
     }
     case 3: {
-      // a bit of a pack's trailer or footer: no backup reads it
+      // a bit of a pack's trailer or footer: no backup reads it, verify reports the pack (the
+      // index-less recovery needs it) unless the bit is in the footer's unchecked reserved bytes
       const pack = pick(allPacks);
       const file = path.join(repo, packKey(pack));
       const buf = await fs.readFile(file);
@@ -137,9 +141,11 @@ async function inflict(repo: string, kind: number, rnd: () => number): Promise<F
         for (const e of refsOf(b.index)) if (e.packId === pack) end = Math.max(end, e.offset + e.length);
       }
       const at = end + Math.floor(rnd() * (buf.length - end));
+      const trailerStart = buf.length - 16 - 48 * buf.readUInt32LE(buf.length - 16);
+      const reserved = at >= buf.length - 11 && at < buf.length - 8;
       buf[at]! ^= 1 << Math.floor(rnd() * 8);
       await fs.writeFile(file, buf);
-      return { what: `bit flipped in the trailer of pack ${pack} (byte ${at})`, expected };
+      return { what: `bit flipped in the trailer of pack ${pack} (byte ${at})`, expected, pack: at >= trailerStart && !reserved ? pack : undefined };
     }
     case 4: {
       const b = pick(backups);
@@ -192,9 +198,11 @@ test(`seeded damage: verify names exactly the damaged backups, restore names the
     tally.set(name, (tally.get(name) ?? 0) + 1);
 
     const v = await runBkp(['verify', '--repo', repo, '--read-data', '--json']);
-    assert.equal(v.code, fault.expected.size ? ExitCode.CORRUPT : 0, `${ctx}: verify exit code: ${v.stdout}${v.stderr}`);
+    assert.equal(v.code, fault.expected.size || fault.pack ? ExitCode.CORRUPT : 0, `${ctx}: verify exit code: ${v.stdout}${v.stderr}`);
     const named = (JSON.parse(v.stdout).backups as Array<{ backupId: string; ok: boolean }>).filter((b) => !b.ok).map((b) => b.backupId);
     assert.deepEqual(named.sort(), [...fault.expected.keys()].sort(), `${ctx}: verify names exactly the damaged backups`);
+    const packs = (JSON.parse(v.stdout).packs as Array<{ packId: string }>).map((p) => p.packId);
+    assert.deepEqual(packs, fault.pack ? [fault.pack] : [], `${ctx}: verify names exactly the damaged pack`);
 
     const out = path.join(t.dir, `out-${round}.img`);
     for (const [id, lost] of fault.expected) {

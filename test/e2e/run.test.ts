@@ -60,7 +60,7 @@ describe('bkp run (configured job, blksnap fake, loop devices)', () => {
   test('first run: a full of both devices in one snapshot; metrics written', async () => {
     const r = await runOk();
     assert.equal(r.decision.kind, 'full');
-    assert.match(r.decision.reason, /no full backup/);
+    assert.match(r.decision.reason, /no backup of/);
     assert.equal(r.backup.snapshot, true);
     assert.deepEqual(r.backup.devices.map((d: { ok: boolean }) => d.ok), [true, true]);
     const m = await readMetrics();
@@ -96,10 +96,39 @@ describe('bkp run (configured job, blksnap fake, loop devices)', () => {
     }
   });
 
-  test('no full left after pruning: the schedule asks for a full again', async () => {
+  test('no full left after pruning: still incremental, the schedule counts from the full the backups remember', async () => {
     const r = await runOk(['--no-prune']);
-    assert.equal(r.decision.kind, 'full');
+    assert.equal(r.decision.kind, 'incr', r.decision.reason);
+    assert.match(r.decision.reason, /younger than 7d/);
     assert.equal(r.prune, null, '--no-prune');
+  });
+
+  test('keepDaily with several runs a day: the full the prune removes does not force a new full (issue 18 item 5)', async () => {
+    const dev = await h.loop(SIZE, pattern(13));
+    const cfg = path.join(h.dir, 'daily.json');
+    const diff = path.join(h.dir, 'diff');
+    const jobs = {
+      daily: { repo, devices: [dev], diffStorage: diff, diffStorageLimit: '64M', schedule: { fullEvery: '7d' }, retention: { keepDaily: 7 } },
+      nofull: { repo, devices: [dev], diffStorage: diff, diffStorageLimit: '64M', retention: { keepDaily: 7 } },
+    };
+    await fs.writeFile(cfg, JSON.stringify({ jobs }));
+    const kinds: string[] = [];
+    for (const job of ['daily', 'daily', 'daily', 'nofull', 'nofull']) {
+      await h.write(dev, kinds.length * MiB, patternBuffer(20 + kinds.length, kinds.length * MiB, 4096));
+      const r = await runBkp(['run', job, '--json'], { env: { ...env, BKP_CONFIG: cfg } });
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      kinds.push(out.decision.kind);
+      if (kinds.length === 2) assert.equal(out.prune.remove.length, 1, 'the day\'s full is pruned (keepDaily keeps the newest of the day)');
+    }
+    assert.deepEqual(kinds, ['full', 'incr', 'incr', 'incr', 'incr']);
+    const list = JSON.parse((await runBkp(['list', '--repo', repo, '--device', dev, '--json'])).stdout);
+    assert.equal(list.backups.length, 1);
+    const out = path.join(h.dir, 'restored-daily.img');
+    const res = await runBkp(['restore', '--repo', repo, '--device', dev, '--to', out]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(await sha256Of(out), await sha256Of(dev));
+    await fs.rm(out);
   });
 
   test('after a module reload the incremental is a digest fallback, and the metrics name the reason', async () => {

@@ -81,4 +81,21 @@ describe('device lock', () => {
       process.env.BKP_LOCK_DIR = path.join(t.dir, 'locks');
     }
   });
+
+  test('a released device lock leaves nothing behind, unless someone holds it after (issue 18 item 20)', async () => {
+    const dir = deviceLockDir();
+    const a = await acquireDeviceLocks([img, other], 'bkp full', warn);
+    assert.equal((await fs.readdir(dir)).length, 2);
+    await a.release();
+    assert.deepEqual(await fs.readdir(dir), [], 'no directory per device ever seen');
+    // a holder that came after (here: a newer generation written meanwhile) keeps its lock object
+    const b = await acquireDeviceLocks([img], 'bkp full', warn);
+    const target = new LocalTarget(path.join(dir, await deviceLockName(img)));
+    const mine = (await lockGenerations(target))[0]!;
+    await target.put(lockKey(mine + 1), Buffer.from(JSON.stringify({ host: os.hostname(), pid: process.pid, startedAt: new Date().toISOString(), command: 'bkp incr', state: 'held' })));
+    await b.release();
+    assert.deepEqual(await lockGenerations(target), [mine + 1, mine]);
+    await assert.rejects(acquireDeviceLocks([img], 'bkp full', warn), LockedError);
+    await fs.rm(path.join(dir, await deviceLockName(img)), { recursive: true });
+  });
 });

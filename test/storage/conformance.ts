@@ -139,6 +139,16 @@ export function targetConformance(name: string, make: MakeTarget, opts: Conforma
           assert.deepEqual(await t.get('r/k'), Buffer.alloc(9000, 2));
           assert.deepEqual(await keys(t, ''), ['r/k']);
         }));
+
+      test('a put whose signal was aborted (another upload failed) rejects with its reason and stores nothing', () =>
+        withTarget(async (t) => {
+          const stop = new AbortController();
+          const why = new Error('another upload failed');
+          stop.abort(why);
+          await assert.rejects(t.put('r/abandoned', randomBytes(4096), { signal: stop.signal }), (e: unknown) => e === why);
+          assert.equal(await t.stat('r/abandoned'), undefined);
+          assert.deepEqual(await keys(t, ''), []);
+        }));
     });
 
     describe('ranged get', () => {

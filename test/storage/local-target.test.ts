@@ -41,6 +41,37 @@ describe('LocalTarget on disk', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
+  test('a FIFO, a socket or a device in place of an object is damage (exit 12) at once, never a wait', async () => {
+    const root = path.join(dir, 'special', 'repo');
+    const t = new LocalTarget(root);
+    await t.put('config', Buffer.from('x'));
+    await fs.mkdir(path.join(root, 'packs', 'ab'), { recursive: true });
+    execFileSync('mkfifo', [path.join(root, 'packs', 'ab', 'fifo.pack')]);
+    await fs.rm(path.join(root, 'config'));
+    execFileSync('mkfifo', [path.join(root, 'config')]);
+    execFileSync('mknod', [path.join(root, 'packs', 'ab', 'null.pack'), 'c', '1', '3']); // /dev/null
+    const server = (await import('node:net')).createServer().listen(path.join(root, 'packs', 'ab', 'sock.pack'));
+    await new Promise((r) => server.once('listening', r));
+    try {
+      for (const [key, what] of [
+        ['config', 'a FIFO'],
+        ['packs/ab/fifo.pack', 'a FIFO'],
+        ['packs/ab/null.pack', 'a character device'],
+        ['packs/ab/sock.pack', 'a socket'],
+      ] as const) {
+        for (const read of [() => t.get(key), () => t.get(key, { offset: 0, length: 10 })]) {
+          await assert.rejects(read(), (e: Error & { exitCode?: number }) => {
+            assert.equal(e.exitCode, ExitCode.CORRUPT);
+            assert.equal(e.message, `repository object ${key} in ${path.resolve(root)} is ${what}, not a regular file: the repository is damaged`);
+            return true;
+          });
+        }
+      }
+    } finally {
+      server.close();
+    }
+  });
+
   test('creates files 0600 and directories 0700 whatever the umask', async () => {
     const old = process.umask(0);
     try {

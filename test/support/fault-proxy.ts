@@ -1,7 +1,8 @@
 /**
  * A fault-injecting HTTP proxy between bkp and the test S3 server. For a seeded share of requests
  * it answers 500 or 503 SlowDown itself, resets the connection, delays, cuts the response body
- * short (after sending a Content-Length for all of it), or passes the request on and drops the
+ * short (after sending a Content-Length for all of it), stalls a body half-way for longer than the
+ * client's socket timeout ('stall', only when asked for), or passes the request on and drops the
  * answer (the server did it; the client must find out). Everything else is passed through
  * unchanged (the Host header too, so SigV4 signatures stay valid).
  */
@@ -9,7 +10,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mulberry32 } from './random.js';
 
-export type Fault = 'pass' | 'error500' | 'slowdown503' | 'reset' | 'delay' | 'truncate' | 'drop';
+export type Fault = 'pass' | 'error500' | 'slowdown503' | 'reset' | 'delay' | 'truncate' | 'drop' | 'stall';
 
 export interface FaultProxyOptions {
   upstream: string;
@@ -18,8 +19,14 @@ export interface FaultProxyOptions {
   rate: number;
   /** Longest delay of a 'delay' fault, ms. */
   maxDelayMs?: number;
-  /** Faults to choose from (default: all). */
+  /** A fixed delay for every 'delay' fault instead of a random one, ms. */
+  delayMs?: number;
+  /** How long a 'stall' fault holds a response body before dropping the connection, ms (default 3000). */
+  stallMs?: number;
+  /** Faults to choose from (default: all but 'stall'). */
   faults?: Fault[];
+  /** Chooses the fault of a request itself (undefined: the seeded random choice). */
+  pick?: (method: string, url: string) => Fault | undefined;
   /** An S3 error to answer instead of forwarding, for requests it picks (e.g. reads of archived objects). */
   answer?: (method: string, url: string) => { status: number; code: string } | undefined;
 }
@@ -38,13 +45,14 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
   const up = new URL(o.upstream);
   const rnd = mulberry32(o.seed);
   const kinds: Fault[] = o.faults ?? ['error500', 'slowdown503', 'reset', 'delay', 'truncate', 'drop'];
-  const counts: Record<Fault, number> = { pass: 0, error500: 0, slowdown503: 0, reset: 0, delay: 0, truncate: 0, drop: 0 };
+  const counts: Record<Fault, number> = { pass: 0, error500: 0, slowdown503: 0, reset: 0, delay: 0, truncate: 0, drop: 0, stall: 0 };
   let rate = o.rate;
   const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 
   const server = http.createServer((req, res) => {
-    const fault: Fault = rnd() < rate ? kinds[Math.floor(rnd() * kinds.length)]! : 'pass';
-    const delay = Math.floor(rnd() * (o.maxDelayMs ?? 1500));
+    const fault: Fault = o.pick?.(req.method ?? 'GET', req.url ?? '/') ?? (rnd() < rate ? kinds[Math.floor(rnd() * kinds.length)]! : 'pass');
+    const randomDelay = Math.floor(rnd() * (o.maxDelayMs ?? 1500));
+    const delay = o.delayMs ?? randomDelay;
     counts[fault]++;
     const reply = (status: number, code: string) => {
       req.resume();
@@ -63,7 +71,10 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
       req.once('end', () => req.socket.destroy());
       return;
     }
-    const forward = () => {
+    let gone = false; // the client closed the connection before its answer (it gave up, aborted)
+    res.on('close', () => void (gone = !res.writableFinished));
+    const forward = (body?: Buffer) => {
+      if (gone) return; // not forwarded: the client abandoned the request while it was held back
       const p = http.request(
         { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent },
         (ur) => {
@@ -74,6 +85,19 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
             return;
           }
           res.writeHead(ur.statusCode ?? 502, ur.headers);
+          if (fault === 'stall' && Number(ur.headers['content-length'] ?? 0) > 1) {
+            // half the body, then silence longer than the client's socket timeout, then a drop
+            const cut = Math.max(1, Math.floor(Number(ur.headers['content-length']) / 2));
+            let sent = 0;
+            ur.on('data', (d: Buffer) => {
+              if (sent >= cut) return;
+              const part = d.subarray(0, cut - sent);
+              sent += part.length;
+              res.write(part);
+              if (sent >= cut) setTimeout(() => res.socket?.destroy(), o.stallMs ?? 3000);
+            });
+            return;
+          }
           if (fault === 'truncate' && Number(ur.headers['content-length'] ?? 0) > 1) {
             const cut = Math.max(1, Math.floor(Number(ur.headers['content-length']) / 2));
             let sent = 0;
@@ -94,10 +118,15 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
         },
       );
       p.on('error', () => res.socket?.destroy());
-      req.pipe(p);
+      if (body) p.end(body);
+      else req.pipe(p);
     };
-    if (fault === 'delay') setTimeout(forward, delay);
-    else forward();
+    if (fault === 'delay') {
+      // take the request in while holding it back, so that a client that gives up is seen to go
+      const body: Buffer[] = [];
+      req.on('data', (d: Buffer) => body.push(d));
+      req.on('end', () => setTimeout(() => forward(Buffer.concat(body)), delay));
+    } else forward();
   });
   server.keepAliveTimeout = 5000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -3,11 +3,11 @@
  * fsync it, rename (or link, for ifAbsent) into place, fsync the directory.
  * Files are created 0600 and directories 0700: a repository holds whole disks.
  */
-import { promises as fs, constants as fsc } from 'node:fs';
+import { promises as fs, constants as fsc, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { checkKey, checkPrefix, ObjectExistsError, ObjectMissingError, type ByteRange, type ObjectInfo, type PutOptions, type Target } from '../target.js';
-import { fromSystemError, isSystemError } from '../../errors.js';
+import { CorruptError, fromSystemError, isSystemError } from '../../errors.js';
 
 const TMP_PREFIX = '.tmp-';
 
@@ -38,6 +38,7 @@ export class LocalTarget implements Target {
   }
 
   async put(key: string, body: Uint8Array | readonly Uint8Array[], opts: PutOptions = {}): Promise<void> {
+    opts.signal?.throwIfAborted(); // a local write is short: checked once, before it starts
     const dest = this.file(key);
     const dir = path.dirname(dest);
     await this.ensureDir(dir);
@@ -84,13 +85,18 @@ export class LocalTarget implements Target {
     const f = this.file(key);
     let fh;
     try {
-      fh = await fs.open(f, 'r');
+      // O_NONBLOCK: opening a FIFO put in place of an object must not wait for a writer (a
+      // thread of the pool would block for good, and the process could not exit)
+      fh = await fs.open(f, fsc.O_RDONLY | fsc.O_NONBLOCK);
     } catch (e) {
       if (isSystemError(e, 'ENOENT')) throw new ObjectMissingError(key, this.location);
+      if (isSystemError(e, 'ENXIO')) throw notAFile(key, this.location, 'a socket'); // what open gives for a socket
       throw fromSystemError(e, 'repository', this.location);
     }
     try {
-      if (!(await fh.stat()).isFile()) throw new ObjectMissingError(key, this.location); // a prefix of other keys
+      const st = await fh.stat();
+      if (st.isDirectory()) throw new ObjectMissingError(key, this.location); // a prefix of other keys
+      if (!st.isFile()) throw notAFile(key, this.location, fileKind(st));
       if (!range) return await fh.readFile();
       const buf = into ? Buffer.from(into.buffer, into.byteOffset, range.length) : Buffer.allocUnsafe(range.length);
       let done = 0;
@@ -143,6 +149,19 @@ export class LocalTarget implements Target {
     }
   }
 
+  async *listDirectories(prefix: string): AsyncIterable<string> {
+    checkPrefix(prefix);
+    if (!prefix.endsWith('/')) throw new Error(`listDirectories needs a prefix ending with '/' (got ${JSON.stringify(prefix)})`);
+    let entries;
+    try {
+      entries = await fs.readdir(path.join(this.location, ...prefix.slice(0, -1).split('/')), { withFileTypes: true });
+    } catch (e) {
+      if (isSystemError(e, 'ENOENT') || isSystemError(e, 'ENOTDIR')) return;
+      throw fromSystemError(e, 'repository', this.location);
+    }
+    for (const d of entries) if (d.isDirectory() && !d.name.startsWith(TMP_PREFIX)) yield `${prefix}${d.name}`;
+  }
+
   async delete(key: string): Promise<void> {
     const f = this.file(key);
     try {
@@ -155,7 +174,11 @@ export class LocalTarget implements Target {
     await syncDir(path.dirname(f));
   }
 
-  /** Temporary files left by a crash in the middle of a put. */
+  /**
+   * Temporary files left by a crash in the middle of a put, and the empty directories of backups
+   * (`backups/<id>/`) that a failed commit or a prune left. Called under the repository lock, so no
+   * writer is about to put an index into one of them.
+   */
   async removeLeftovers(dryRun: boolean): Promise<number> {
     let n = 0;
     const walk = async (dir: string): Promise<void> => {
@@ -169,8 +192,33 @@ export class LocalTarget implements Target {
       }
     };
     await walk(this.location);
+    const backups = path.join(this.location, 'backups');
+    for (const d of await fs.readdir(backups, { withFileTypes: true }).catch(() => [])) {
+      if (!d.isDirectory()) continue;
+      const inside = await fs.readdir(path.join(backups, d.name)).catch(() => null);
+      // (a dry run has not removed the temporary files: the directory counts if that is all it holds)
+      if (!inside || !inside.every((f) => f.startsWith(TMP_PREFIX))) continue;
+      if (!dryRun) {
+        const removed = await fs.rmdir(path.join(backups, d.name)).then(() => true, () => false);
+        if (!removed) continue;
+      }
+      n++;
+    }
     return n;
   }
+}
+
+/** Something other than a regular file where an object should be: damage, never something to read. */
+function notAFile(key: string, location: string, what: string): Error {
+  return new CorruptError(`repository object ${key} in ${location} is ${what}, not a regular file: the repository is damaged`);
+}
+
+function fileKind(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isCharacterDevice()) return 'a character device';
+  return 'a special file';
 }
 
 function skip(parts: readonly Uint8Array[], n: number): Uint8Array[] {

@@ -2,10 +2,13 @@
  * A repository in an S3 bucket (AWS or any S3-compatible store).
  *
  * - put: one PutObject up to `multipartThreshold`, else a multipart upload whose parts go out in
- *   parallel (bounded by `concurrency`); every upload carries Content-MD5, which S3 checks. A
+ *   parallel (bounded by `concurrency`); every upload carries Content-MD5, which S3 checks. A put
+ *   given an abort signal stops when it fires: requests in flight are aborted, a multipart upload
+ *   is aborted on the S3 side. A
  *   create-only put (`ifAbsent`) is a single PutObject with `If-None-Match: *`, so that of two
  *   writers exactly one wins.
- * - get: GetObject with a byte range; a body that arrives short is read again.
+ * - get: GetObject with a byte range; a body that arrives short, stalls past the socket timeout or
+ *   breaks off is read again (READ_ATTEMPTS in all; the SDK retries the request itself).
  * - Pack objects (keys under packs/) get the configured storage class; indexes, config and locks
  *   stay in the bucket's default class so that listing and planning never wait for a thaw.
  * - Requests are counted (and logged to $BKP_S3_REQUEST_LOG when set) so tests can hold bkp to its
@@ -115,12 +118,13 @@ export class S3Target implements Target {
     const k = this.key(key);
     const parts = body instanceof Uint8Array ? [body] : body;
     const size = parts.reduce((n, p) => n + p.length, 0);
-    if (size > this.multipartThreshold && !opts.ifAbsent) return this.putMultipart(key, k, parts, size);
+    if (size > this.multipartThreshold && !opts.ifAbsent) return this.putMultipart(key, k, parts, size, opts.signal);
     const data = parts.length === 1 ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.length) : Buffer.concat(parts, size);
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.limit(() =>
-          this.client.send(
+        await this.limit(() => {
+          opts.signal?.throwIfAborted(); // waited in the queue while another upload failed
+          return this.client.send(
             new PutObjectCommand({
               Bucket: this.loc.bucket,
               Key: k,
@@ -130,10 +134,12 @@ export class S3Target implements Target {
               StorageClass: this.classFor(key),
               ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
             }),
-          ),
-        );
+            { abortSignal: opts.signal },
+          );
+        });
         return;
       } catch (e) {
+        if (opts.signal?.aborted) throw opts.signal.reason;
         const code = s3Code(e);
         // 409: a concurrent conditional write of the same key is in progress; S3 asks for a retry
         if (opts.ifAbsent && code === 'ConditionalRequestConflict' && attempt < 4) {
@@ -180,15 +186,20 @@ export class S3Target implements Target {
     return mapS3Error(e, this.ctx, key);
   }
 
-  private async putMultipart(key: string, k: string, parts: readonly Uint8Array[], size: number): Promise<void> {
+  private async putMultipart(key: string, k: string, parts: readonly Uint8Array[], size: number, signal?: AbortSignal): Promise<void> {
     const partSize = Math.max(this.partSize, Math.ceil(size / 10_000));
+    signal?.throwIfAborted();
     const created = await this.client
-      .send(new CreateMultipartUploadCommand({ Bucket: this.loc.bucket, Key: k, StorageClass: this.classFor(key) }))
+      .send(new CreateMultipartUploadCommand({ Bucket: this.loc.bucket, Key: k, StorageClass: this.classFor(key) }), { abortSignal: signal })
       .catch((e: unknown) => {
         throw this.putError(e, key);
       });
     const uploadId = created.UploadId!;
     let failed: unknown;
+    // abandoned: parts in flight are cut off (their requests aborted), no more are sent, and the
+    // upload is aborted below once every part has settled
+    const onAbort = () => void (failed ??= signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
     const results = await Promise.allSettled(
       slices(parts, size, partSize).map((slice, i) =>
         this.limit(async () => {
@@ -207,6 +218,7 @@ export class S3Target implements Target {
                     ContentLength: data.length,
                     ContentMD5: md5(data),
                   }),
+                  { abortSignal: signal },
                 ),
               key,
             );
@@ -218,6 +230,7 @@ export class S3Target implements Target {
         }),
       ),
     );
+    signal?.removeEventListener('abort', onAbort);
     try {
       if (failed) throw failed;
       const done = results.map((r) => (r as PromiseFulfilledResult<{ PartNumber: number; ETag?: string }>).value);
@@ -261,11 +274,17 @@ export class S3Target implements Target {
           );
           if (range && !r.ContentRange) throw new RangeIgnoredError(this.opts.endpointLabel);
           let buf: Buffer;
-          if (into) {
-            buf = await readBodyInto(r.Body as AsyncIterable<Uint8Array>, into, range!.length);
-          } else {
-            const bytes = await r.Body!.transformToByteArray();
-            buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+          try {
+            if (into) {
+              buf = await readBodyInto(r.Body as AsyncIterable<Uint8Array>, into, range!.length);
+            } else {
+              const bytes = await r.Body!.transformToByteArray();
+              buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+            }
+          } catch (e) {
+            // the SDK retried the request; the body is ours to read again (a stall past the socket
+            // timeout, a reset): only these failures, so the request's own retries do not multiply
+            throw e instanceof ShortReadError ? e : new BodyReadError(e);
           }
           const want = range ? Math.min(range.length, Math.max(0, rangeTotal(r.ContentRange) - range.offset)) : r.ContentLength;
           if (want !== undefined && buf.length !== want) throw new ShortReadError(buf.length, want);
@@ -276,8 +295,8 @@ export class S3Target implements Target {
         if (code === 'NoSuchKey') throw new ObjectMissingError(key, this.location);
         if (code === 'InvalidRange') throw new ObjectMissingError(key, this.location);
         // a body cut short or a connection reset while reading: the SDK retries only the request
-        if (attempt < READ_ATTEMPTS && (e instanceof ShortReadError || isBodyError(e))) continue;
-        throw mapS3Error(e, this.ctx, key);
+        if (attempt < READ_ATTEMPTS && (e instanceof ShortReadError || e instanceof BodyReadError || isBodyError(e))) continue;
+        throw mapS3Error(e instanceof BodyReadError ? e.cause : e, this.ctx, key);
       }
     }
   }
@@ -377,6 +396,13 @@ class RangeIgnoredError extends StorageUnreachableError {
 class ShortReadError extends Error {
   constructor(got: number, want: number) {
     super(`${got < want ? 'short' : 'long'} read: ${got} of ${want} bytes`);
+  }
+}
+
+/** Reading a response body failed (stalled past the socket timeout, reset, cut): read it again. */
+class BodyReadError extends Error {
+  constructor(cause: unknown) {
+    super(`reading the response body failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
   }
 }
 
