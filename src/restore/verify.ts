@@ -7,7 +7,8 @@ import type { Repository, BackupRef } from '../repo/repository.js';
 import { packIdFromKey, packKey } from '../repo/pack.js';
 import { CodecPool, SharedReads } from '../repo/codec-pool.js';
 import { BufferPool } from '../backup/buffer-pool.js';
-import { BackupNotFoundError, CorruptError } from '../errors.js';
+import { CorruptError } from '../errors.js';
+import { selectBackup } from '../repo/select-backup.js';
 import { ObjectMissingError } from '../storage/target.js';
 import type { Reporter } from '../report/reporter.js';
 
@@ -36,11 +37,8 @@ interface Ref {
 export async function runVerify(opts: { repo: Repository; backup?: string; readData: boolean; reporter: Reporter }): Promise<VerifyResult> {
   const { repo } = opts;
   let refs: BackupRef[] = await repo.listBackups();
-  if (opts.backup !== undefined) {
-    const b = opts.backup;
-    refs = refs.filter((r) => r.backupId === b || r.backupId.startsWith(b));
-    if (refs.length === 0) throw new BackupNotFoundError(`no backup ${b} in the repository`);
-  }
+  // every device of the one backup --backup names (src/repo/select-backup.ts: latest, unique prefix)
+  if (opts.backup !== undefined) refs = selectBackup(refs, opts.backup, undefined, repo.target.location);
   const results: VerifiedBackup[] = refs.map((r) => ({ backupId: r.backupId, deviceKey: r.deviceKey, ok: true, problems: [] }));
   const damage = (users: Iterable<number>, problem: string) => {
     for (const u of users) {

@@ -68,6 +68,7 @@ describe('user errors', () => {
     await fs.writeFile(file, 'x');
     assert.equal((await runBkp(['init', '--repo', repo])).code, 0);
     assert.equal((await runBkp(['full', '--repo', repo, '--device', img, '--no-snapshot'])).code, 0);
+    assert.equal((await runBkp(['full', '--repo', repo, '--device', img, '--no-snapshot'])).code, 0); // two backups: ids that share a prefix
     assert.equal((await runBkp(['init', '--repo', emptyRepo])).code, 0);
   });
   after(() => t.cleanup());
@@ -120,11 +121,27 @@ describe('user errors', () => {
     ['snapshot asked of an image file without the module', () => ['full', '--repo', repo, '--device', img], ExitCode.BLKSNAP_UNAVAILABLE, /--no-snapshot/],
     ['same device twice', () => ['full', '--repo', repo, '--device', img, '--device', img, '--no-snapshot'], ExitCode.USAGE, /twice/],
     ['verify of an unknown backup', () => ['verify', '--repo', repo, '--backup', 'zzz'], ExitCode.BACKUP_NOT_FOUND, /no backup zzz/],
+    // an id prefix means one backup, in every command that takes --backup
+    ['verify with an ambiguous id prefix', () => ['verify', '--repo', repo, '--backup', '2'], ExitCode.BACKUP_NOT_FOUND, /^bkp: backup id 2 is ambiguous: it begins 2 backups \(2\d{7}T[^,]+, 2\d{7}T[^)]+\); give more of the id$/m],
+    ['restore with an ambiguous id prefix', () => ['restore', '--repo', repo, '--backup', '2', '--to', path.join(t.dir, 'o.img')], ExitCode.BACKUP_NOT_FOUND, /^bkp: backup id 2 is ambiguous: it begins 2 backups/m],
   ];
 
   for (const [name, args, code, words] of cases) {
     test(name, async () => assertUserError(await runBkp(args()), code, words));
   }
+
+  test('verify --backup latest verifies the newest backup, as restore --backup latest restores it', async () => {
+    const list = JSON.parse((await runBkp(['list', '--repo', repo, '--json'])).stdout) as { backups: Array<{ backupId: string }> };
+    const newest = list.backups.map((b) => b.backupId).sort().at(-1)!;
+    const r = await runBkp(['verify', '--repo', repo, '--backup', 'latest', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { backups: Array<{ backupId: string }> }).backups.map((b) => b.backupId), [newest]);
+    const out = path.join(t.dir, 'latest.img');
+    const rr = await runBkp(['restore', '--repo', repo, '--backup', 'latest', '--to', out, '--json']);
+    assert.equal(rr.code, 0, rr.stderr);
+    assert.equal((JSON.parse(rr.stdout) as { backupId: string }).backupId, newest);
+    await fs.rm(out);
+  });
 
   // without root: the repository directory (0700, root's) and the device cannot be opened
   test('no permission on the repository (as nobody)', async () => assertUserError(await runAsNobody(['list', '--repo', repo]), ExitCode.PERMISSION, /permission denied on repository .*run bkp as root/));
