@@ -2,6 +2,7 @@
 import { createReporter, type Reporter } from '../report/reporter.js';
 import type { S3Args } from './s3-options.js';
 import { BkpError, ExitCode } from '../errors.js';
+import { oneLine } from '../report/one-line.js';
 
 export interface GlobalArgs extends S3Args {
   repo?: string;
@@ -50,7 +51,7 @@ export async function runExitHooks(code: number): Promise<number> {
     try {
       await fn(code);
     } catch (e) {
-      process.stderr.write(`bkp: ${e instanceof BkpError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`}\n`);
+      process.stderr.write(`bkp: ${oneLine(e instanceof BkpError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`)}\n`);
       if (code === ExitCode.OK) code = e instanceof BkpError ? e.exitCode : ExitCode.FAILURE;
     }
   }

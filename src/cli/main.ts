@@ -10,7 +10,7 @@ import { BkpError, ExitCode, UsageError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
 import { completeJobs, completionCommand, HIDDEN_COMPLETION_COMMAND } from './completion.js';
 import { usageProblem } from './usage-check.js';
-import { oneLine } from './one-line.js';
+import { oneLine } from '../report/one-line.js';
 
 /** What the middleware reads of yargs beyond its typings (yargs 18). */
 interface YargsInternals {

@@ -5,7 +5,7 @@
  * yargs knows about the command being parsed, before yargs validates it.
  */
 import { closest } from './suggest.js';
-import { hasControlCharacter, oneLine } from './one-line.js';
+import { hasControlCharacter, oneLine } from '../report/one-line.js';
 
 export interface UsageContext {
   /** The command words matched so far: [] at the top, ['snapshot'] in the snapshot group. */

@@ -143,6 +143,66 @@ describe('user errors', () => {
     await fs.rm(out);
   });
 
+  // hostile input (issue 18 item 19): one line, its own exit code, no secret repeated
+  describe('hostile input', () => {
+    const loop = path.join(t.dir, 'loop-a');
+    const empty = path.join(t.dir, 'empty.img');
+    before(async () => {
+      await fs.symlink(path.join(t.dir, 'loop-b'), loop);
+      await fs.symlink(loop, path.join(t.dir, 'loop-b'));
+      await fs.writeFile(empty, '');
+    });
+    const hostile: Array<[string, () => string[], number, RegExp]> = [
+      ['a symbolic link loop as device', () => ['full', '--repo', repo, '--device', loop, '--no-snapshot'], ExitCode.NOT_A_DEVICE, /^bkp: device .*loop-a: too many levels of symbolic links \(a symbolic link loop\?\)$/m],
+      ['a symbolic link loop as restore target', () => ['restore', '--repo', repo, '--to', loop, '--force'], ExitCode.NOT_A_DEVICE, /^bkp: restore target .*loop-a: too many levels of symbolic links/m],
+      ['/proc/self/mem as device', () => ['full', '--repo', repo, '--device', '/proc/self/mem', '--no-snapshot'], ExitCode.NOT_A_DEVICE, /^bkp: device \/proc\/self\/mem is a file of the kernel's proc filesystem, not a block device or image file$/m],
+      ['a /proc file as device', () => ['full', '--repo', repo, '--device', '/proc/cpuinfo', '--no-snapshot'], ExitCode.NOT_A_DEVICE, /kernel's proc filesystem/],
+      ['a /sys file as device', () => ['full', '--repo', repo, '--device', '/sys/kernel/uevent_seqnum', '--no-snapshot'], ExitCode.NOT_A_DEVICE, /kernel's sysfs filesystem/],
+      ['/proc/self/mem as restore target (also with --force)', () => ['restore', '--repo', repo, '--to', '/proc/self/mem', '--force'], ExitCode.NOT_A_DEVICE, /^bkp: restore target \/proc\/self\/mem is a file of the kernel's proc filesystem/m],
+      ['an empty file as device', () => ['full', '--repo', repo, '--device', empty, '--no-snapshot'], ExitCode.NOT_A_DEVICE, /^bkp: device .*empty\.img is empty \(0 bytes\): there is nothing to back up$/m],
+      ['a newline in a device path', () => ['full', '--repo', repo, '--device', `${img}\nrm -rf /`, '--no-snapshot'], ExitCode.USAGE, /^bkp: argument ".*disk\.img\\nrm -rf \/" holds a control character \(a newline, tab or escape\); bkp refuses paths and names that hold one$/m],
+      ['an escape character in a restore target', () => ['restore', '--repo', repo, '--to', path.join(t.dir, 'o\x1b[2J.img')], ExitCode.USAGE, /argument ".*o\\u001b\[2J\.img" holds a control character/],
+      ['credentials in an s3:// URL', () => ['list', '--repo', 's3://AKIAUSER:s3cr3tpw@bucket-name/prefix'], ExitCode.USAGE, /^bkp: S3 URL s3:\/\/\*\*\*@bucket-name\/prefix holds credentials \(user:password@\)/m],
+      ['credentials in another URL', () => ['list', '--repo', 'https://AKIAUSER:s3cr3tpw@example.com/x'], ExitCode.USAGE, /^bkp: repository URL https:\/\/\*\*\*@example\.com\/x has an unsupported scheme/m],
+    ];
+    for (const [name, args, code, words] of hostile) {
+      test(name, async () => {
+        const r = await runBkp(args());
+        assertUserError(r, code, words);
+        assert.doesNotMatch(r.stderr, /s3cr3tpw|AKIAUSER/, 'credentials are never echoed');
+        assert.doesNotMatch(r.stderr, /\x1b/, 'no raw escape character');
+      });
+    }
+
+    test('a control character in a device path of the configuration file', async () => {
+      const config = path.join(t.dir, 'hostile-config.json');
+      await fs.writeFile(config, JSON.stringify({ jobs: { j: { repo, devices: [`${img}\nx`] } } }));
+      assertUserError(await runBkp(['config', 'check', '--config', config]), ExitCode.CONFIG_INVALID, /jobs\.j\.devices\[0\] holds a control character/);
+    });
+
+    for (const [field, value, words] of [
+      ['packSize', 1, /pack size must be between the chunk size and 1 GiB \(got 1\)/],
+      ['packSize', 4 * 1024 * 1024 * 1024, /pack size must be between the chunk size and 1 GiB/],
+      ['chunkSize', 4096, /chunk size must be a multiple of 4 KiB between 64 KiB and 64 MiB \(got 4096\)/],
+      ['chunkSize', 1048577, /chunk size must be a multiple of 4 KiB/],
+      ['compression', { algorithm: 'zstd', level: 99 }, /compression level must be 1 to 19 \(got 99\)/],
+      ['compression', { algorithm: 'gzip', level: 3 }, /compression algorithm must be zstd \(got "gzip"\)/],
+      ['id', 'x', /id must be a UUID/],
+      ['createdAt', 'yesterday', /createdAt must be a date and time/],
+    ] as Array<[string, unknown, RegExp]>) {
+      test(`a repository config with ${field} ${JSON.stringify(value)} is refused on open`, async () => {
+        const r2 = path.join(t.dir, `bad-config-${field}-${String(JSON.stringify(value)).replace(/\W/g, '')}`);
+        assert.equal((await runBkp(['init', '--repo', r2])).code, 0);
+        const c = JSON.parse(await fs.readFile(path.join(r2, 'config'), 'utf8')) as Record<string, unknown>;
+        c[field] = value;
+        await fs.writeFile(path.join(r2, 'config'), JSON.stringify(c));
+        for (const args of [['list', '--repo', r2], ['full', '--repo', r2, '--device', img, '--no-snapshot']]) {
+          assertUserError(await runBkp(args), ExitCode.CORRUPT, new RegExp(`^bkp: repository config in ${r2} is invalid: ${words.source}`, 'm'));
+        }
+      });
+    }
+  });
+
   // without root: the repository directory (0700, root's) and the device cannot be opened
   test('no permission on the repository (as nobody)', async () => assertUserError(await runAsNobody(['list', '--repo', repo]), ExitCode.PERMISSION, /permission denied on repository .*run bkp as root/));
   test('no permission on the device (as nobody)', async () => {
