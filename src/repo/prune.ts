@@ -39,7 +39,8 @@ export async function pruneBackups(repo: Repository, opts: PruneOptions): Promis
         crashPoint('prune-removed');
       }
     }
-    const gc = await collectGarbage(repo, { dryRun, checkLock: () => lock.assertHeld() });
+    // the dry run's gc counts without the backups the real run removes first: the same numbers
+    const gc = await collectGarbage(repo, { dryRun, excluding: dryRun ? plan.remove : [], checkLock: () => lock.assertHeld() });
     return {
       dryRun,
       keep: plan.keep.map((k) => ({ backupId: k.item.backupId, deviceKey: k.item.deviceKey, reasons: k.reasons })),
