@@ -174,6 +174,10 @@ describe('user errors', () => {
       });
     }
 
+    test('a control character in BKP_REPO', async () => {
+      assertUserError(await runBkp(['list'], { env: { BKP_REPO: `${repo}\n2` } }), ExitCode.USAGE, /^bkp: repository ".*\\n2" holds a control character/m);
+    });
+
     test('a control character in a device path of the configuration file', async () => {
       const config = path.join(t.dir, 'hostile-config.json');
       await fs.writeFile(config, JSON.stringify({ jobs: { j: { repo, devices: [`${img}\nx`] } } }));
