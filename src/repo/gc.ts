@@ -32,7 +32,7 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Repack a pack when less than this share of its bytes is still referenced (0 disables). */
   repackBelow?: number;
-  /** Backups to treat as gone: those a prune is about to remove (its dry run). */
+  /** With dryRun only: backups to treat as gone, those the prune being previewed removes first. */
   excluding?: readonly BackupRef[];
   /** Called before each change to the repository: throw to stop (the repository lock was lost). */
   checkLock?: () => Promise<void>;
@@ -57,7 +57,8 @@ async function readAll(repo: Repository, excluding: ReadonlySet<string>): Promis
 export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Promise<GcResult> {
   const dryRun = !!opts.dryRun;
   const result: GcResult = { packsKept: 0, packsRemoved: 0, bytesRemoved: 0, packsRepacked: 0, bytesRepacked: 0, indexesRewritten: 0, leftoversRemoved: 0, dryRun };
-  const excluding = new Set((opts.excluding ?? []).map((r) => r.key));
+  // never in a real run: the packs of a backup that is still there must not look unreferenced
+  const excluding = new Set(dryRun ? (opts.excluding ?? []).map((r) => r.key) : []);
   let indexes = await readAll(repo, excluding);
 
   const listed: PackObject[] = [];
