@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The README's first command runs this: bkp's main job on the embedded default — a local
+// The README's first command runs this: it links bkp into PATH, then runs bkp's main job on the embedded default — a local
 // directory repository (demo/repo) and, without the blksnap module, an image file read with
 // --no-snapshot. It makes a 256 MiB disk-like image, backs it up, restores it and compares.
 import { existsSync, mkdirSync, openSync, writeSync, closeSync, ftruncateSync, createReadStream } from 'node:fs';
@@ -26,6 +26,9 @@ function sha256(path) {
     createReadStream(path).on('data', (d) => h.update(d)).on('error', reject).on('end', () => resolve(h.digest('hex')));
   });
 }
+
+// first, bkp on PATH (scripts/install-bin.mjs: /usr/local/bin/bkp as root, else ~/.local/bin/bkp)
+spawnSync(process.execPath, [join(root, 'scripts', 'install-bin.mjs')], { stdio: 'inherit' });
 
 mkdirSync(dir, { recursive: true });
 if (!existsSync(img)) {

@@ -117,6 +117,10 @@ export function fromSystemError(e: unknown, what: string, path: string): unknown
       return new NotADeviceError(`${what} ${path}: a part of the path is a file, not a directory`, { cause: e });
     case 'EISDIR':
       return new NotADeviceError(`${what} ${path} is a directory, not a block device or file`, { cause: e });
+    case 'ELOOP':
+      return new NotADeviceError(`${what} ${path}: too many levels of symbolic links (a symbolic link loop?)`, { cause: e });
+    case 'ENAMETOOLONG':
+      return new UsageError(`${what} ${path.length > 100 ? `${path.slice(0, 100)}…` : path}: the path or a part of it is too long`, { cause: e });
     case 'EBUSY':
       return new TargetInUseError(`${what} ${path} is busy (in use by another program or mounted)`, { cause: e });
     default:

@@ -12,7 +12,7 @@ import { PackWriter } from '../repo/pack-writer.js';
 import { checkCompressionLevel } from '../repo/config.js';
 import { maskLength, pieceSizeFor, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexEntries, type IndexHeader } from '../repo/index-file.js';
 import { openFileSource } from '../device/file-source.js';
-import { deviceFacts } from '../device/facts.js';
+import { sourceFacts } from '../device/facts.js';
 import { mountedReadWrite } from '../device/mounts.js';
 import { probeSignature, PROBE_BYTES } from '../device/probe.js';
 import type { BlockSource } from '../device/source.js';
@@ -128,7 +128,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
   if (opts.kind === 'incr' && opts.noFallback && !opts.snapshot) {
     throw new UsageError('--no-fallback needs a snapshot: without change tracking every incremental reads and compares all chunks');
   }
-  for (const d of opts.devices) await deviceFacts(d, 'device'); // missing or not a device: fail before anything else
+  for (const d of opts.devices) await sourceFacts(d); // missing or not a device: fail before anything else
   const repo = await Repository.open(opts.target);
   const level = opts.compressionLevel ?? repo.config.compression.level;
   checkCompressionLevel(level);

@@ -310,4 +310,22 @@ export const prune: CommandModule<GlobalArgs, PruneArgs> = {
   },
 };
 
-export const all = [init, full, incr, run, list, restore, verify, repair, prune, gc, status, snapshotCleanup, configCheck];
+/**
+ * A command that only groups subcommands (`bkp snapshot cleanup`): it runs none of them by
+ * default, and an unknown or missing subcommand is a usage error (src/cli/usage-check.ts says which).
+ */
+function group(name: string, describe: string, subcommands: CommandModule<GlobalArgs, never>[]): CommandModule<GlobalArgs, GlobalArgs> {
+  return {
+    command: name,
+    describe,
+    builder: (y) => y.command(subcommands as never).demandCommand(1, `bkp ${name} needs a subcommand: ${subcommands.map((c) => c.command).join(', ')}`) as never,
+    handler: () => {
+      throw new UsageError(`bkp ${name} needs a subcommand: ${subcommands.map((c) => c.command).join(', ')}`);
+    },
+  };
+}
+
+export const snapshot = group('snapshot', 'snapshots bkp left behind: bkp snapshot cleanup', [snapshotCleanup as never]);
+export const config = group('config', 'the configuration file: bkp config check', [configCheck as never]);
+
+export const all = [init, full, incr, run, list, restore, verify, repair, prune, gc, status, snapshot, config];

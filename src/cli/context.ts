@@ -2,6 +2,7 @@
 import { createReporter, type Reporter } from '../report/reporter.js';
 import type { S3Args } from './s3-options.js';
 import { BkpError, ExitCode } from '../errors.js';
+import { oneLine } from '../shared/one-line.js';
 
 export interface GlobalArgs extends S3Args {
   repo?: string;
@@ -52,7 +53,7 @@ export async function runExitHooks(code: number): Promise<number> {
       await fn(code);
     } catch (e) {
       const why = e instanceof BkpError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`;
-      process.stderr.write(`bkp: ${code === ExitCode.OK ? 'done, but ' : ''}${why}\n`);
+      process.stderr.write(`bkp: ${oneLine(`${code === ExitCode.OK ? 'done, but ' : ''}${why}`)}\n`);
       if (code === ExitCode.OK) code = ExitCode.WARNINGS;
     }
   }

@@ -1,4 +1,4 @@
-/** `bkp run JOB` and `bkp config check`: the configuration file's jobs. */
+/** `bkp run JOB` and `bkp config check` (the group is in commands.ts): the configuration file's jobs. */
 import type { Argv, CommandModule } from 'yargs';
 import { context, registerCleanup, type GlobalArgs } from './context.js';
 import { parseSize } from '../shared/sizes.js';
@@ -87,7 +87,7 @@ export const run: CommandModule<GlobalArgs, RunArgs> = {
 };
 
 export const configCheck: CommandModule<GlobalArgs, GlobalArgs & { config?: string }> = {
-  command: 'config check',
+  command: 'check',
   describe: 'check the configuration file and show its jobs',
   handler: async (a) => {
     const ctx = context(a);

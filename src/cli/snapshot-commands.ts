@@ -1,4 +1,4 @@
-/** `bkp status` and `bkp snapshot cleanup`: what the blksnap module holds, and removing bkp's leftovers. */
+/** `bkp status` and `bkp snapshot cleanup` (the group is in commands.ts): what the blksnap module holds, and removing bkp's leftovers. */
 import type { Argv, CommandModule } from 'yargs';
 import { context, type GlobalArgs } from './context.js';
 import { openBlksnap, removeStaleDiffFiles, formatUuid, devKey, blockDeviceInfo, planSnapshotCleanup, type DevId } from '../blksnap/index.js';
@@ -68,7 +68,7 @@ export const status: CommandModule<GlobalArgs, StatusArgs> = {
 };
 
 export const snapshotCleanup: CommandModule<GlobalArgs, CleanupArgs> = {
-  command: 'snapshot cleanup',
+  command: 'cleanup',
   describe: "destroy snapshots left by a bkp that crashed (those whose difference storage is in --diff-storage), and remove their files",
   builder: (y) =>
     moduleOption(y)

@@ -8,6 +8,7 @@ import { ConfigInvalidError } from '../errors.js';
 import { joinPath, JsonSyntaxError, parseJsonWithLines } from './json-lines.js';
 import { sizeValue } from '../shared/sizes.js';
 import type { RetentionPolicy } from '../repo/retention.js';
+import { hasControlCharacter } from '../shared/one-line.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/bkp/config.json';
 export const DEFAULT_DIFF_STORAGE = '/var/lib/bkp/diff-storage';
@@ -80,6 +81,7 @@ export function parseConfig(text: string, file: string): BkpConfig {
     const v = o[k];
     if (v === undefined) return undefined;
     if (typeof v !== 'string' || v.trim() === '') bad(joinPath(path, k), 'must be a non-empty string');
+    if (hasControlCharacter(v as string)) bad(joinPath(path, k), 'holds a control character (a newline, tab or escape)');
     return v as string;
   };
   const bool = (o: Obj, path: string, k: string): boolean | undefined => {
@@ -109,7 +111,13 @@ export function parseConfig(text: string, file: string): BkpConfig {
 
     if (j.devices === undefined) bad(p, 'needs "devices": the block devices or image files to back up');
     if (!Array.isArray(j.devices) || j.devices.length === 0) bad(joinPath(p, 'devices'), 'must be a non-empty array of device paths');
-    const devices = (j.devices as unknown[]).map((d, i) => (typeof d === 'string' && d.startsWith('/') ? d : bad(joinPath(joinPath(p, 'devices'), i), 'must be an absolute path such as "/dev/sdb"')));
+    const devices = (j.devices as unknown[]).map((d, i) =>
+      typeof d === 'string' && d.startsWith('/')
+        ? hasControlCharacter(d)
+          ? bad(joinPath(joinPath(p, 'devices'), i), 'holds a control character (a newline, tab or escape)')
+          : d
+        : bad(joinPath(joinPath(p, 'devices'), i), 'must be an absolute path such as "/dev/sdb"'),
+    );
     const seen = new Map<string, number>();
     devices.forEach((d, i) => {
       if (seen.has(d)) bad(joinPath(joinPath(p, 'devices'), i), `names ${d} a second time`);

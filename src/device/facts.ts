@@ -25,10 +25,35 @@ export async function statDevice(path: string, what = 'device'): Promise<Stats> 
   }
 }
 
+/**
+ * Filesystems whose files are the kernel's views of itself (sizes 0 or made up; /proc/self/mem
+ * is a process's memory), never disk images: statfs f_type → name.
+ */
+const KERNEL_FILESYSTEMS = new Map<number, string>([
+  [0x9fa0, 'proc'],
+  [0x62656572, 'sysfs'],
+  [0x64626720, 'debugfs'],
+  [0x74726163, 'tracefs'],
+  [0x73636673, 'securityfs'],
+  [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'],
+  [0xcafe4a11, 'bpf'],
+  [0x6e736673, 'nsfs'],
+  [0x62656570, 'configfs'],
+  [0xf97cff8c, 'selinuxfs'],
+  [0x42494e4d, 'binfmt_misc'],
+  [0xde5e81e4, 'efivarfs'],
+  [0x6165676c, 'pstore'],
+]);
+
 export async function deviceFacts(path: string, what = 'device'): Promise<DeviceFacts> {
   const st = await statDevice(path, what);
   if (st.isDirectory()) throw new NotADeviceError(`${what} ${path} is a directory, not a block device or image file`);
-  if (st.isFile()) return { path, kind: 'file', size: st.size, logicalBlockSize: 512, physicalBlockSize: 4096, dev: null };
+  if (st.isFile()) {
+    const fsType = KERNEL_FILESYSTEMS.get(Number((await fs.statfs(path).catch(() => null))?.type ?? 0));
+    if (fsType) throw new NotADeviceError(`${what} ${path} is a file of the kernel's ${fsType} filesystem, not a block device or image file`);
+    return { path, kind: 'file', size: st.size, logicalBlockSize: 512, physicalBlockSize: 4096, dev: null };
+  }
   if (!st.isBlockDevice()) throw new NotADeviceError(`${what} ${path} is neither a block device nor a regular file`);
   const dev = devNumOf(st.rdev);
   let fh: fs.FileHandle;
@@ -44,4 +69,11 @@ export async function deviceFacts(path: string, what = 'device'): Promise<Device
   } finally {
     await fh.close();
   }
+}
+
+/** Facts about a device to back up: as deviceFacts, and it must hold at least one byte. */
+export async function sourceFacts(path: string): Promise<DeviceFacts> {
+  const facts = await deviceFacts(path, 'device');
+  if (facts.size === 0) throw new NotADeviceError(`device ${path} is empty (0 bytes): there is nothing to back up`);
+  return facts;
 }

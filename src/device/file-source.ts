@@ -1,7 +1,7 @@
 /** A BlockSource over a block device (O_DIRECT where aligned) or an image file (buffered). */
 import { promises as fs, constants as fsc } from 'node:fs';
 import type { BlockSource } from './source.js';
-import { deviceFacts } from './facts.js';
+import { sourceFacts } from './facts.js';
 import { isAligned, openDirect } from './direct-io.js';
 import { fromSystemError } from '../errors.js';
 
@@ -16,7 +16,7 @@ async function readFully(fh: fs.FileHandle, buffer: Buffer, length: number, posi
 }
 
 export async function openFileSource(path: string): Promise<BlockSource> {
-  const facts = await deviceFacts(path, 'device');
+  const facts = await sourceFacts(path);
   let fh: fs.FileHandle;
   try {
     fh = await fs.open(path, fsc.O_RDONLY | fsc.O_NOATIME);

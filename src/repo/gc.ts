@@ -15,6 +15,7 @@ import type { ChunkLocation } from './chunk-map.js';
 import { CorruptError, ObjectArchivedError } from '../errors.js';
 import { crashPoint } from '../faults.js';
 import { ARCHIVE_CLASSES } from '../storage/target.js';
+import { liveEnvelopes, planGc, type PackObject } from './gc-plan.js';
 
 export interface GcResult {
   packsKept: number;
@@ -31,13 +32,16 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Repack a pack when less than this share of its bytes is still referenced (0 disables). */
   repackBelow?: number;
+  /** With dryRun only: backups to treat as gone, those the prune being previewed removes first. */
+  excluding?: readonly BackupRef[];
   /** Called before each change to the repository: throw to stop (the repository lock was lost). */
   checkLock?: () => Promise<void>;
 }
 
-async function readAll(repo: Repository): Promise<Array<{ ref: BackupRef; index: BackupIndex }>> {
+async function readAll(repo: Repository, excluding: ReadonlySet<string>): Promise<Array<{ ref: BackupRef; index: BackupIndex }>> {
   const out = [];
   for (const ref of await repo.listBackups()) {
+    if (excluding.has(ref.key)) continue;
     try {
       out.push({ ref, index: await repo.readIndex(ref) });
     } catch (e) {
@@ -53,44 +57,36 @@ async function readAll(repo: Repository): Promise<Array<{ ref: BackupRef; index:
 export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Promise<GcResult> {
   const dryRun = !!opts.dryRun;
   const result: GcResult = { packsKept: 0, packsRemoved: 0, bytesRemoved: 0, packsRepacked: 0, bytesRepacked: 0, indexesRewritten: 0, leftoversRemoved: 0, dryRun };
-  let indexes = await readAll(repo);
+  // never in a real run: the packs of a backup that is still there must not look unreferenced
+  const excluding = new Set(dryRun ? (opts.excluding ?? []).map((r) => r.key) : []);
+  let indexes = await readAll(repo, excluding);
 
-  const sizes = new Map<string, number>();
-  const archived = new Set<string>();
+  const listed: PackObject[] = [];
   for await (const o of repo.target.list('packs/')) {
     const id = packIdFromKey(o.key);
     if (!id) continue;
-    sizes.set(id, o.size);
-    if (o.storageClass && ARCHIVE_CLASSES.has(o.storageClass)) archived.add(id);
+    listed.push({ id, size: o.size, archived: !!o.storageClass && ARCHIVE_CLASSES.has(o.storageClass) });
+  }
+  const sizes = new Map(listed.map((p) => [p.id, p.size]));
+
+  // the same plan for the dry run and the real run (src/repo/gc-plan.ts)
+  const live = liveEnvelopes(indexes.map(({ index }) => index));
+  const plan = planGc(listed, live, opts.repackBelow ?? 0.5);
+  const repack = plan.repack.map((p) => p.id);
+
+  if (dryRun) {
+    // what the real run will do when every pack it repacks can be read
+    result.packsRepacked = plan.repack.length;
+    result.bytesRepacked = plan.repack.reduce((n, p) => n + p.size, 0);
+    result.packsRemoved = plan.remove.length + plan.repack.length;
+    result.bytesRemoved = plan.remove.reduce((n, p) => n + p.size, 0) + result.bytesRepacked;
+    result.packsKept = plan.keep.length;
+    result.indexesRewritten = indexes.filter(({ index }) => index.packs.some((p) => repack.includes(p))).length;
+    result.leftoversRemoved = (await repo.target.removeLeftovers?.(true)) ?? 0;
+    return result;
   }
 
-  // live envelopes of every pack: offset → (length, id, plain length)
-  const live = new Map<string, Map<number, { length: number; id: Buffer; plainLength: number }>>();
-  for (const { index } of indexes) {
-    const t = index.entries;
-    for (let r = 0; r < t.length * 2; r++) {
-      if (!t.hasRef(r)) continue;
-      const p = index.packs[t.refPack(r)]!;
-      let m = live.get(p);
-      if (!m) {
-        m = new Map();
-        live.set(p, m);
-      }
-      m.set(t.refOffset(r), { length: t.refLength(r), id: t.refId(r), plainLength: t.refPlain(r) });
-    }
-  }
-  const threshold = opts.repackBelow ?? 0.5;
-  const repack: string[] = [];
-  for (const [p, m] of live) {
-    const size = sizes.get(p);
-    if (size === undefined) continue; // missing: verify reports it; nothing to repack
-    if (archived.has(p)) continue; // cannot be read without a thaw: kept whole until no backup needs it
-    let used = 0;
-    for (const v of m.values()) used += v.length;
-    if (used < size * threshold) repack.push(p);
-  }
-
-  if (repack.length > 0 && !dryRun) {
+  if (repack.length > 0) {
     const writer = new PackWriter(repo.target, repo.config.packSize);
     const moved = new Map<string, ChunkLocation>(); // "pack:offset" → new location
     for (const p of repack) {
@@ -142,7 +138,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
       result.indexesRewritten++;
       crashPoint('repack-index-rewritten');
     }
-    indexes = await readAll(repo);
+    indexes = await readAll(repo, excluding);
   }
 
   const referenced = new Set(indexes.flatMap(({ index }) => index.packs));
@@ -153,14 +149,11 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
     }
     result.packsRemoved++;
     result.bytesRemoved += size;
-    if (!dryRun) {
-      await opts.checkLock?.();
-      await repo.target.delete(packKey(id));
-      crashPoint('gc-deleted');
-    }
+    await opts.checkLock?.();
+    await repo.target.delete(packKey(id));
+    crashPoint('gc-deleted');
   }
-  if (dryRun) result.packsRepacked = repack.length;
-  if (!dryRun) await opts.checkLock?.();
-  result.leftoversRemoved = (await repo.target.removeLeftovers?.(dryRun)) ?? 0;
+  await opts.checkLock?.();
+  result.leftoversRemoved = (await repo.target.removeLeftovers?.(false)) ?? 0;
   return result;
 }

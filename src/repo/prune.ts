@@ -52,9 +52,10 @@ export async function pruneBackups(repo: Repository, opts: PruneOptions): Promis
         crashPoint('prune-removed');
       }
     }
+    // the dry run's gc counts without the backups the real run removes first: the same numbers
     let gc: GcResult;
     try {
-      gc = await collectGarbage(repo, { dryRun, checkLock: () => lock.assertHeld() });
+      gc = await collectGarbage(repo, { dryRun, excluding: dryRun ? plan.remove : [], checkLock: () => lock.assertHeld() });
     } catch (e) {
       // gc keeps every pack while an index is damaged: say what prune did before it stopped
       if (e instanceof CorruptError) throw new CorruptError(`prune ${dryRun ? 'would remove' : 'removed'} ${plan.remove.length} backup(s), but ${e.message}`);

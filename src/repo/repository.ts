@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
+import { selectBackup } from './select-backup.js';
 import { CONFIG_KEY, newRepoConfig, parseRepoConfig, type RepoConfig } from './config.js';
 import { ChunkMap } from './chunk-map.js';
 import { checkIndexName, decodeIndex, encodeIndexParts, indexKey, IndexFormatError, parseIndexHeader, parseIndexKey, INDEX_MAGIC, type BackupIndex, type IndexHeader } from './index-file.js';
@@ -249,26 +250,7 @@ export class Repository {
    * NAME may be the device key or the path the device was backed up from.
    */
   async resolve(backup: string, device: string | undefined): Promise<BackupRef> {
-    const all = await this.listBackups();
-    if (all.length === 0) throw new BackupNotFoundError(`repository ${this.target.location} has no backups`);
-    let cands = all;
-    if (device !== undefined) {
-      const key = deviceKeyOf(device);
-      cands = all.filter((r) => r.deviceKey === device || r.deviceKey === key);
-      if (cands.length === 0) {
-        const keys = [...new Set(all.map((r) => r.deviceKey))].join(', ');
-        throw new BackupNotFoundError(`no backup of device ${device} in the repository (devices: ${keys})`);
-      }
-    }
-    if (backup !== 'latest') {
-      cands = cands.filter((r) => r.backupId === backup || r.backupId.startsWith(backup));
-      const ids = new Set(cands.map((r) => r.backupId));
-      if (ids.size === 0) throw new BackupNotFoundError(`no backup ${backup}${device ? ` of device ${device}` : ''} in the repository`);
-      if (ids.size > 1) throw new BackupNotFoundError(`backup id ${backup} is ambiguous (${[...ids].join(', ')})`);
-    } else {
-      const last = cands[cands.length - 1]!.backupId;
-      cands = cands.filter((r) => r.backupId === last);
-    }
+    const cands = selectBackup(await this.listBackups(), backup, device, this.target.location);
     if (cands.length > 1) {
       throw new BackupNotFoundError(`backup ${cands[0]!.backupId} holds several devices (${cands.map((r) => r.deviceKey).join(', ')}); choose one with --device`);
     }

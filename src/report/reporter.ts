@@ -5,6 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import type * as CliProgress from 'cli-progress';
+import { oneLine } from '../shared/one-line.js';
 
 // loaded on the first bar only: cron and pipes never draw one, and it costs ~50 ms to load
 let cliProgress: typeof CliProgress | undefined;
@@ -65,10 +66,11 @@ export function createReporter(opts: ReporterOptions = {}): Reporter {
     info: (m) => {
       if (!quiet) say(m);
     },
+    // a warning or an error is one line that shows no secret, whatever path or URL it names
     warn: (m, o) => {
-      if (!quiet || o?.always) say(`warning: ${m}`);
+      if (!quiet || o?.always) say(`warning: ${oneLine(m)}`);
     },
-    error: (m) => say(`error: ${m}`),
+    error: (m) => say(`error: ${oneLine(m)}`),
     phase(name, total) {
       const started = Date.now();
       if (quiet) return { update() {}, done() {} };

@@ -17,6 +17,7 @@ import { BufferPool } from '../shared/buffer-pool.js';
 import pLimit from 'p-limit';
 import { BackupNotFoundError, CorruptError, ObjectArchivedError } from '../errors.js';
 import { ARCHIVE_CLASSES, ObjectMissingError } from '../storage/target.js';
+import { selectBackup } from '../repo/select-backup.js';
 import type { Reporter } from '../report/reporter.js';
 import { DamageRecorder } from '../repo/damage.js';
 
@@ -113,11 +114,8 @@ async function verifyOnce(
   opts: { backup?: string; readData: boolean; reporter: Reporter },
 ): Promise<{ result: Omit<VerifyResult, 'rounds'>; checked: Array<{ ref: BackupRef; index: BackupIndex | null }>; changed: boolean }> {
   let refs: BackupRef[] = await repo.listBackups();
-  if (opts.backup !== undefined) {
-    const b = opts.backup;
-    refs = refs.filter((r) => r.backupId === b || r.backupId.startsWith(b));
-    if (refs.length === 0) throw new BackupNotFoundError(`no backup ${b} in the repository`);
-  }
+  // every device of the one backup --backup names (src/repo/select-backup.ts: latest, unique prefix)
+  if (opts.backup !== undefined) refs = selectBackup(refs, opts.backup, undefined, repo.target.location);
   const results: VerifiedBackup[] = refs.map((r) => ({ backupId: r.backupId, deviceKey: r.deviceKey, ok: true, problems: [] }));
   const damage = (users: Iterable<number>, problem: string) => {
     for (const u of users) {

@@ -121,4 +121,32 @@ describe('output', () => {
     const jobs = await runBkp(['--get-yargs-completions', 'run', ''], { env: { BKP_CONFIG: config } });
     assert.deepEqual(jobs.stdout.trim().split('\n'), ['img'], 'job names after bkp run');
   });
+
+  test('bkp completion --help prints help, not the script', async () => {
+    const r = await runBkp(['completion', '--help']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^bkp completion\n/);
+    assert.match(r.stdout, /print a bash\/zsh completion script/);
+    assert.doesNotMatch(r.stdout, /_bkp_yargs_completions/);
+  });
+
+  test('the installed bash completion script completes job names from the configuration file', async () => {
+    // as installed: the script from `bkp completion`, sourced by bash, calling the `bkp` on PATH
+    const script = path.join(t.dir, 'bkp-completion.bash');
+    await fs.writeFile(script, (await runBkp(['completion'])).stdout);
+    const bin = path.join(t.dir, 'bin');
+    await fs.mkdir(bin, { recursive: true });
+    await fs.writeFile(path.join(bin, 'bkp'), `#!/bin/sh\nexec '${process.execPath}' '${BKP}' "$@"\n`, { mode: 0o755 });
+    const complete = (words: string[]) =>
+      new Promise<string[]>((resolve, reject) => {
+        const cmd = `source '${script}'; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _bkp_yargs_completions; printf '%s\\n' "\${COMPREPLY[@]}"`;
+        execFile('bash', ['-c', cmd], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, BKP_CONFIG: config }, timeout: 60_000 }, (err, stdout, stderr) =>
+          err ? reject(err) : (assert.equal(stderr, ''), resolve(stdout.split('\n').filter((l) => l !== ''))),
+        );
+      });
+    assert.deepEqual(await complete(['bkp', 'run', '']), ['img'], 'job names after bkp run');
+    assert.deepEqual(await complete(['bkp', 'run', 'i']), ['img'], 'job names that start with the word typed');
+    assert.deepEqual(await complete(['bkp', 'snapshot', '']), ['cleanup'], 'the subcommands of a group');
+    assert.ok((await complete(['bkp', 'ver'])).includes('verify'), 'commands');
+  });
 });

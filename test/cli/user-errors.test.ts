@@ -68,6 +68,7 @@ describe('user errors', () => {
     await fs.writeFile(file, 'x');
     assert.equal((await runBkp(['init', '--repo', repo])).code, 0);
     assert.equal((await runBkp(['full', '--repo', repo, '--device', img, '--no-snapshot'])).code, 0);
+    assert.equal((await runBkp(['full', '--repo', repo, '--device', img, '--no-snapshot'])).code, 0); // two backups: ids that share a prefix
     assert.equal((await runBkp(['init', '--repo', emptyRepo])).code, 0);
   });
   after(() => t.cleanup());
@@ -85,8 +86,20 @@ describe('user errors', () => {
     ['repository path under a file', () => ['init', '--repo', path.join(file, 'sub')], ExitCode.NOT_A_DEVICE, /plain-file\/sub: a part of the path is a file/],
     ['restore from a repository without backups', () => ['restore', '--repo', emptyRepo, '--to', path.join(t.dir, 'o.img')], ExitCode.BACKUP_NOT_FOUND, /has no backups/],
     ['no command', () => [], ExitCode.USAGE, /command/],
-    ['unknown command', () => ['backup-everything'], ExitCode.USAGE, /Unknown argument|unknown/i],
-    ['unknown flag', () => ['list', '--repo', repo, '--colour'], ExitCode.USAGE, /Unknown argument/],
+    ['unknown command', () => ['backup-everything'], ExitCode.USAGE, /^bkp: unknown command: backup-everything \(commands: init, full, incr, run, list, restore, verify, prune, gc, status, snapshot, config, completion\)$/m],
+    ['mistyped command: named, with the closest one', () => ['ful', '--repo', repo, '--device', img], ExitCode.USAGE, /^bkp: unknown command: ful; did you mean full\?$/m],
+    ['mistyped command alone', () => ['verfy'], ExitCode.USAGE, /unknown command: verfy; did you mean verify\?/],
+    ['unknown flag', () => ['list', '--repo', repo, '--colour'], ExitCode.USAGE, /^bkp: unknown option --colour for bkp list \(bkp list --help lists its options\)$/m],
+    ['mistyped flag: named before the required one it misses', () => ['full', '--repo', repo, '--devcie', img, '--no-snapshot'], ExitCode.USAGE, /^bkp: unknown option --devcie for bkp full; did you mean --device\?$/m],
+    ['mistyped negated flag', () => ['full', '--repo', repo, '--device', img, '--no-snapshto'], ExitCode.USAGE, /unknown option --no-snapshto for bkp full; did you mean --no-snapshot\?/],
+    ['mistyped flag of a subcommand', () => ['snapshot', 'cleanup', '--al'], ExitCode.USAGE, /unknown option --al for bkp snapshot cleanup; did you mean --all\?/],
+    // a group runs none of its subcommands by default (`bkp snapshot list` used to run snapshot cleanup)
+    ['unknown subcommand of snapshot', () => ['snapshot', 'list'], ExitCode.USAGE, /^bkp: unknown subcommand: snapshot list \(bkp snapshot takes: cleanup\)$/m],
+    ['unknown subcommand of snapshot, with --all', () => ['snapshot', 'destroy', '--all'], ExitCode.USAGE, /unknown subcommand: snapshot destroy/],
+    ['snapshot without a subcommand', () => ['snapshot'], ExitCode.USAGE, /^bkp: bkp snapshot needs a subcommand: cleanup$/m],
+    ['unknown subcommand of config', () => ['config', 'show'], ExitCode.USAGE, /^bkp: unknown subcommand: config show \(bkp config takes: check\)$/m],
+    ['mistyped subcommand of config', () => ['config', 'chek'], ExitCode.USAGE, /unknown subcommand: config chek; did you mean config check\?/],
+    ['config without a subcommand', () => ['config'], ExitCode.USAGE, /bkp config needs a subcommand: check/],
     ['missing --device', () => ['full', '--repo', repo, '--no-snapshot'], ExitCode.USAGE, /device/],
     ['device does not exist', () => ['full', '--repo', repo, '--device', path.join(t.dir, 'nope'), '--no-snapshot'], ExitCode.DEVICE_MISSING, /does not exist/],
     ['a directory as device', () => ['full', '--repo', repo, '--device', t.dir, '--no-snapshot'], ExitCode.NOT_A_DEVICE, /directory/],
@@ -108,11 +121,92 @@ describe('user errors', () => {
     ['snapshot asked of an image file without the module', () => ['full', '--repo', repo, '--device', img], ExitCode.BLKSNAP_UNAVAILABLE, /--no-snapshot/],
     ['same device twice', () => ['full', '--repo', repo, '--device', img, '--device', img, '--no-snapshot'], ExitCode.USAGE, /twice/],
     ['verify of an unknown backup', () => ['verify', '--repo', repo, '--backup', 'zzz'], ExitCode.BACKUP_NOT_FOUND, /no backup zzz/],
+    // an id prefix means one backup, in every command that takes --backup
+    ['verify with an ambiguous id prefix', () => ['verify', '--repo', repo, '--backup', '2'], ExitCode.BACKUP_NOT_FOUND, /^bkp: backup id 2 is ambiguous: it begins 2 backups \(2\d{7}T[^,]+, 2\d{7}T[^)]+\); give more of the id$/m],
+    ['restore with an ambiguous id prefix', () => ['restore', '--repo', repo, '--backup', '2', '--to', path.join(t.dir, 'o.img')], ExitCode.BACKUP_NOT_FOUND, /^bkp: backup id 2 is ambiguous: it begins 2 backups/m],
   ];
 
   for (const [name, args, code, words] of cases) {
     test(name, async () => assertUserError(await runBkp(args()), code, words));
   }
+
+  test('verify --backup latest verifies the newest backup, as restore --backup latest restores it', async () => {
+    const list = JSON.parse((await runBkp(['list', '--repo', repo, '--json'])).stdout) as { backups: Array<{ backupId: string }> };
+    const newest = list.backups.map((b) => b.backupId).sort().at(-1)!;
+    const r = await runBkp(['verify', '--repo', repo, '--backup', 'latest', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { backups: Array<{ backupId: string }> }).backups.map((b) => b.backupId), [newest]);
+    const out = path.join(t.dir, 'latest.img');
+    const rr = await runBkp(['restore', '--repo', repo, '--backup', 'latest', '--to', out, '--json']);
+    assert.equal(rr.code, 0, rr.stderr);
+    assert.equal((JSON.parse(rr.stdout) as { backupId: string }).backupId, newest);
+    await fs.rm(out);
+  });
+
+  // hostile input (issue 18 item 19): one line, its own exit code, no secret repeated
+  describe('hostile input', () => {
+    const loop = path.join(t.dir, 'loop-a');
+    const empty = path.join(t.dir, 'empty.img');
+    before(async () => {
+      await fs.symlink(path.join(t.dir, 'loop-b'), loop);
+      await fs.symlink(loop, path.join(t.dir, 'loop-b'));
+      await fs.writeFile(empty, '');
+    });
+    const hostile: Array<[string, () => string[], number, RegExp]> = [
+      ['a symbolic link loop as device', () => ['full', '--repo', repo, '--device', loop, '--no-snapshot'], ExitCode.NOT_A_DEVICE, /^bkp: device .*loop-a: too many levels of symbolic links \(a symbolic link loop\?\)$/m],
+      ['a symbolic link loop as restore target', () => ['restore', '--repo', repo, '--to', loop, '--force'], ExitCode.NOT_A_DEVICE, /^bkp: restore target .*loop-a: too many levels of symbolic links/m],
+      ['/proc/self/mem as device', () => ['full', '--repo', repo, '--device', '/proc/self/mem', '--no-snapshot'], ExitCode.NOT_A_DEVICE, /^bkp: device \/proc\/self\/mem is a file of the kernel's proc filesystem, not a block device or image file$/m],
+      ['a /proc file as device', () => ['full', '--repo', repo, '--device', '/proc/cpuinfo', '--no-snapshot'], ExitCode.NOT_A_DEVICE, /kernel's proc filesystem/],
+      ['a /sys file as device', () => ['full', '--repo', repo, '--device', '/sys/kernel/uevent_seqnum', '--no-snapshot'], ExitCode.NOT_A_DEVICE, /kernel's sysfs filesystem/],
+      ['/proc/self/mem as restore target (also with --force)', () => ['restore', '--repo', repo, '--to', '/proc/self/mem', '--force'], ExitCode.NOT_A_DEVICE, /^bkp: restore target \/proc\/self\/mem is a file of the kernel's proc filesystem/m],
+      ['an empty file as device', () => ['full', '--repo', repo, '--device', empty, '--no-snapshot'], ExitCode.NOT_A_DEVICE, /^bkp: device .*empty\.img is empty \(0 bytes\): there is nothing to back up$/m],
+      ['a newline in a device path', () => ['full', '--repo', repo, '--device', `${img}\nrm -rf /`, '--no-snapshot'], ExitCode.USAGE, /^bkp: argument ".*disk\.img\\nrm -rf \/" holds a control character \(a newline, tab or escape\); bkp refuses paths and names that hold one$/m],
+      ['an escape character in a restore target', () => ['restore', '--repo', repo, '--to', path.join(t.dir, 'o\x1b[2J.img')], ExitCode.USAGE, /argument ".*o\\u001b\[2J\.img" holds a control character/],
+      ['credentials in an s3:// URL', () => ['list', '--repo', 's3://AKIAUSER:s3cr3tpw@bucket-name/prefix'], ExitCode.USAGE, /^bkp: S3 URL s3:\/\/\*\*\*@bucket-name\/prefix holds credentials \(user:password@\)/m],
+      ['credentials in another URL', () => ['list', '--repo', 'https://AKIAUSER:s3cr3tpw@example.com/x'], ExitCode.USAGE, /^bkp: repository URL https:\/\/\*\*\*@example\.com\/x has an unsupported scheme/m],
+    ];
+    for (const [name, args, code, words] of hostile) {
+      test(name, async () => {
+        const r = await runBkp(args());
+        assertUserError(r, code, words);
+        assert.doesNotMatch(r.stderr, /s3cr3tpw|AKIAUSER/, 'credentials are never echoed');
+        assert.ok(!r.stderr.includes('\x1b'), 'no raw escape character');
+      });
+    }
+
+    test('a control character in BKP_REPO', async () => {
+      assertUserError(await runBkp(['list'], { env: { BKP_REPO: `${repo}\n2` } }), ExitCode.USAGE, /^bkp: repository ".*\\n2" holds a control character/m);
+    });
+
+    test('a control character in a device path of the configuration file', async () => {
+      const config = path.join(t.dir, 'hostile-config.json');
+      await fs.writeFile(config, JSON.stringify({ jobs: { j: { repo, devices: [`${img}\nx`] } } }));
+      assertUserError(await runBkp(['config', 'check', '--config', config]), ExitCode.CONFIG_INVALID, /jobs\.j\.devices\[0\] holds a control character/);
+    });
+
+    for (const [field, value, words] of [
+      ['packSize', 1, /pack size must be between the chunk size and 1 GiB \(got 1\)/],
+      ['packSize', 4 * 1024 * 1024 * 1024, /pack size must be between the chunk size and 1 GiB/],
+      ['chunkSize', 4096, /chunk size must be a power of two from 64 KiB to 64 MiB \(got 4096\)/],
+      ['chunkSize', 1048577, /chunk size must be a power of two/],
+      ['chunkSize', 3 * 1024 * 1024, /chunk size must be a power of two/],
+      ['compression', { algorithm: 'zstd', level: 99 }, /compression level must be 1 to 19 \(got 99\)/],
+      ['compression', { algorithm: 'gzip', level: 3 }, /compression algorithm must be zstd \(got "gzip"\)/],
+      ['id', 'x', /id must be a UUID/],
+      ['createdAt', 'yesterday', /createdAt must be a date and time/],
+    ] as Array<[string, unknown, RegExp]>) {
+      test(`a repository config with ${field} ${JSON.stringify(value)} is refused on open`, async () => {
+        const r2 = path.join(t.dir, `bad-config-${field}-${String(JSON.stringify(value)).replace(/\W/g, '')}`);
+        assert.equal((await runBkp(['init', '--repo', r2])).code, 0);
+        const c = JSON.parse(await fs.readFile(path.join(r2, 'config'), 'utf8')) as Record<string, unknown>;
+        c[field] = value;
+        await fs.writeFile(path.join(r2, 'config'), JSON.stringify(c));
+        for (const args of [['list', '--repo', r2], ['full', '--repo', r2, '--device', img, '--no-snapshot']]) {
+          assertUserError(await runBkp(args), ExitCode.CORRUPT, new RegExp(`^bkp: repository config in ${r2} is invalid: ${words.source}`, 'm'));
+        }
+      });
+    }
+  });
 
   // without root: the repository directory (0700, root's) and the device cannot be opened
   test('no permission on the repository (as nobody)', async () => assertUserError(await runAsNobody(['list', '--repo', repo]), ExitCode.PERMISSION, /permission denied on repository .*run bkp as root/));

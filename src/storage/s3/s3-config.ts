@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { redactCredentials } from '../../shared/one-line.js';
 import { UsageError } from '../../errors.js';
 
 export interface S3Options {
@@ -29,6 +30,10 @@ export interface S3Location {
 
 /** Parses s3://BUCKET[/PREFIX]; rejects what S3 would refuse, with the reason. */
 export function parseS3Url(url: string): S3Location {
+  // credentials come only from the environment or the AWS files: never from the URL, never echoed
+  if (/^s3:\/\/[^/]*@/i.test(url)) {
+    throw new UsageError(`S3 URL ${redactCredentials(url)} holds credentials (user:password@): give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws/credentials, never in the URL`);
+  }
   const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/i.exec(url);
   if (!m) throw new UsageError(`${url} is not an S3 URL (expected s3://BUCKET/PREFIX)`);
   const bucket = m[1]!;
