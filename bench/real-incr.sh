@@ -4,17 +4,17 @@
 # device, the repository and the difference storage are on an ext4 made on the guest's /dev/vdb.
 # Prints the table (CBT-marked bytes, bytes read and stored, incr time against the full's in the
 # same guest) and keeps the figures in bench/out/real-incr/results.json.
-# usage: bash bench/real-incr.sh [ARGS for bench/incr.mjs]   (default: --size 256M --chunk-sizes 1M)
+# usage: bash bench/real-incr.sh [ARGS for bench/incr.mjs]   (default: --size 128M --chunk-sizes 1M)
 # Emulated CPUs are several times slower than the host: compare ratios within the guest.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/kernel-lab.sh"
-args=("$@"); ((${#args[@]})) || args=(--size 256M --chunk-sizes 1M)
+args=("$@"); ((${#args[@]})) || args=(--size 128M --chunk-sizes 1M)
 q=$(printf ' %q' "${args[@]}")
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-1800} bash "$KERNEL_LAB/run-in-guest.sh" "
 set -e
 # the lab's init leaves /proc empty: bkp (mounts, /proc/self) and the tools need it
-mountpoint -q /proc || mount -t proc proc /proc
+mount -t proc proc /proc
 mkfs.ext4 -q -F /dev/vdb && mkdir -p /tmp/t && mount /dev/vdb /tmp/t
 cd $root
 node bench/incr.mjs --blksnap real --dir /tmp/t/incr$q

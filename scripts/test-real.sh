@@ -16,11 +16,11 @@ q=$(printf ' %q' "${filters[@]}")
 out=$(GUEST_TIMEOUT=${GUEST_TIMEOUT:-900} bash "$KERNEL_LAB/run-in-guest.sh" "
 set -e
 # the lab's init leaves /proc empty: bkp (mounts, /proc/self) and the tools need it
-mountpoint -q /proc || mount -t proc proc /proc
+mount -t proc proc /proc
 mkfs.ext4 -q -F /dev/vdb && mkdir -p /tmp/t && mount /dev/vdb /tmp/t
 cd $root
 # what the guest is doing, every 15 s, for a run that hangs (printed when the run fails)
-(while sleep 15; do { date; for p in /proc/[0-9]*; do c=\$(tr '\\0' ' ' < \$p/cmdline 2>/dev/null); [ -n \"\$c\" ] && echo \"\${p#/proc/} \$(cat \$p/wchan 2>/dev/null) \$c\"; done; dmesg | tail -8; } > /mnt/guest-status.txt 2>&1; done) &
+(set +e; while sleep 15; do { date; for p in /proc/[0-9]*; do c=\$(tr '\\0' ' ' < \$p/cmdline 2>/dev/null); [ -n \"\$c\" ] && echo \"\${p#/proc/} \$(cat \$p/wchan 2>/dev/null) \$c\"; done; dmesg | tail -8; } > /mnt/guest-status.txt 2>&1; done) &
 echo \"guest: \$(uname -r), blksnap \$(cat /sys/module/blksnap/version), \$(nproc) vCPUs\"
 TMPDIR=/tmp/t BKP_TEST_CONCURRENCY=1 BKP_TEST_BLKSNAP_REAL=1 BKP_TEST_S3=skip BKP_TEST_BLKSNAP_MODULE=/mnt/blksnap.ko node scripts/test.mjs$q
 ")
