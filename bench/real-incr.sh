@@ -13,8 +13,10 @@ args=("$@"); ((${#args[@]})) || args=(--size 128M --chunk-sizes 1M)
 q=$(printf ' %q' "${args[@]}")
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-1800} bash "$KERNEL_LAB/run-in-guest.sh" "
 set -e
-# the lab's init leaves /proc empty: bkp (mounts, /proc/self) and the tools need it
-mount -t proc proc /proc
+# the lab's /proc and /sys collide (the 9p root gives both one inode; /sys is what works): the
+# bench drops caches through a proc mounted elsewhere
+mkdir -p /tmp/proc && mount -t proc proc /tmp/proc
+export BKP_BENCH_DROP_CACHES=/tmp/proc/sys/vm/drop_caches
 mkfs.ext4 -q -F /dev/vdb && mkdir -p /tmp/t && mount /dev/vdb /tmp/t
 cd $root
 node bench/incr.mjs --blksnap real --dir /tmp/t/incr$q
