@@ -1,21 +1,28 @@
 #!/usr/bin/env node
 // Incremental backups, measured in one run: after 1% of a device is rewritten, what does
-// `bkp incr` cost next to `bkp full`, for several chunk sizes, with the CBT map (through the
-// blksnap fake — the kernel module cannot run on the test machines) and with the digest fallback
-// (no change tracking: every chunk read and hashed) against a raw sequential read.
+// `bkp incr` cost next to `bkp full`, for several chunk sizes, with the CBT map and with the
+// digest fallback (no change tracking: every chunk read and hashed) against a raw sequential read.
+// The CBT map comes from the blksnap fake, or with --blksnap real from the real module (in the
+// kernel lab's VM: bash bench/real-incr.sh), where the writes go straight to the device.
+// Each incr reports the bytes the CBT map marked, the bytes bkp read and stored, and its time
+// as a share of the full's on the same machine.
 // Two write patterns: uniformly random 4 KiB writes (the worst case) and writes clustered in
 // 256 KiB extents (what filesystems mostly do). Needs root. Build first (npm ci).
-// Usage: node bench/incr.mjs [--size 1G] [--chunk-sizes 64K,256K,1M] [--dir bench/out/incr]
+// Usage: node bench/incr.mjs [--size 1G] [--chunk-sizes 64K,256K,1M] [--dir bench/out/incr] [--blksnap fake|real]
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { MiB, root, bkp, bkpWithFake, parseArgs, size, sh, dropCaches, timed, makeImage, du, machine } from './lib.mjs';
 import { BlksnapFake } from '../dist/test/support/blksnap/fake.js';
+import { Blksnap } from '../dist/src/blksnap/blksnap.js';
+import { KernelDriver } from '../dist/src/blksnap/driver.js';
 
 const args = parseArgs(process.argv.slice(2));
 const SIZE = size(args.size ?? '1G');
 const CHUNKS = (args['chunk-sizes'] ?? '64K,256K,1M').split(',');
 const dir = args.dir ?? join(root, 'bench', 'out', 'incr');
+const REAL = args.blksnap === 'real';
 
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(join(dir, 'diff'), { recursive: true });
@@ -24,11 +31,23 @@ console.error(`making a ${SIZE / MiB} MiB image...`);
 makeImage(img, SIZE);
 const dev = sh(`losetup --find --show ${img}`);
 const fakeDir = join(dir, 'fake');
-const fake = await BlksnapFake.open(fakeDir, {});
-const env = { BKP_BLKSNAP_FAKE: fakeDir };
+const fake = REAL ? undefined : await BlksnapFake.open(fakeDir, {});
+const env = REAL ? {} : { BKP_BLKSNAP_FAKE: fakeDir };
+
+/** A write as an application makes it: through the fake (which tracks it), or to the device the real module tracks. */
+async function write(at, data) {
+  if (fake) return fake.write(dev, at, data);
+  const fh = await open(dev, 'r+');
+  try {
+    await fh.write(data, 0, data.length, at);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
 const diffArgs = `--diff-storage ${dir}/diff --diff-storage-limit 4G`;
 
-/** Rewrites `share` of the device through the fake (so the writes are tracked). */
+/** Rewrites `share` of the device (tracked writes). */
 async function churn(seed, share, extent) {
   const count = Math.round((SIZE * share) / extent);
   const slots = Math.floor(SIZE / extent);
@@ -37,11 +56,11 @@ async function churn(seed, share, extent) {
     const at = (h.readUInt32LE(0) % slots) * extent;
     const data = Buffer.alloc(extent);
     for (let j = 0; j < extent; j += 32) createHash('sha256').update(`${seed}/${i}/${j}`).digest().copy(data, j);
-    await fake.write(dev, at, data);
+    await write(at, data);
   }
 }
 
-const results = { machine: machine(), size: SIZE, runs: [] };
+const results = { machine: machine(), blksnap: REAL ? 'real' : 'fake', size: SIZE, runs: [] };
 try {
   dropCaches();
   const raw = timed(`dd if=${dev} of=/dev/null iflag=direct bs=4M status=none`, dir);
@@ -78,12 +97,19 @@ try {
     rmSync(repo, { recursive: true, force: true });
   }
 } finally {
-  await fake.reload().catch(() => {});
+  if (fake) await fake.reload().catch(() => {});
+  else {
+    // the tracker this run made is not needed after it
+    const b = new Blksnap(await KernelDriver.open());
+    await b.removeTracker(await b.devIdOf(dev)).catch(() => {});
+    await b.close();
+  }
   sh(`losetup -d ${dev}`);
   rmSync(img, { force: true });
 }
 writeFileSync(join(dir, 'results.json'), JSON.stringify(results, null, 2));
 const mb = (b) => (b === undefined ? '' : (b / MiB).toFixed(1));
+console.log(`blksnap: ${results.blksnap}; device ${SIZE / MiB} MiB; ${results.machine.cpus} CPUs, kernel ${results.machine.kernel}`);
 console.log('| run | time (s) | read (MiB) | CBT marked (MiB) | changed (MiB) | stored (MiB) | peak RSS (MiB) | ratio |');
 console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results.runs) {

@@ -24,7 +24,8 @@ export function size(s) {
 }
 
 export const sh = (cmd, env) => execFileSync('bash', ['-c', cmd], { encoding: 'utf8', env: env ? { ...process.env, ...env } : undefined }).trim();
-export const dropCaches = () => sh('sync; echo 3 > /proc/sys/vm/drop_caches');
+// BKP_BENCH_DROP_CACHES: where drop_caches is when /proc is not procfs (the kernel lab's guest)
+export const dropCaches = () => sh(`sync; echo 3 > ${process.env.BKP_BENCH_DROP_CACHES ?? '/proc/sys/vm/drop_caches'}`);
 
 /** Runs a shell command under /usr/bin/time -v: wall seconds and peak RSS (largest process). */
 export function timed(cmd, dir, env = {}) {

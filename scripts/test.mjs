@@ -4,6 +4,7 @@
 //
 // The S3 tests need a real S3 server: one Ceph RADOS Gateway on 127.0.0.1 is started here for the
 // whole run (test/support/ceph-s3-server.sh) and its endpoint passed in BKP_TEST_S3_ENDPOINT.
+// BKP_TEST_CONCURRENCY: test files run at once (default 2; the kernel lab runs them one by one).
 // Without Ceph's packages the run fails, unless BKP_TEST_S3=skip is set on purpose.
 import { readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -77,7 +78,7 @@ for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
     process.exit(code);
   });
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { cwd: root, stdio: 'inherit', env });
+const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${env.BKP_TEST_CONCURRENCY ?? 2}`, ...files], { cwd: root, stdio: 'inherit', env });
 stopS3();
 if (lockDir) rmSync(lockDir, { recursive: true, force: true });
 process.exit(r.status ?? 1);

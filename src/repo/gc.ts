@@ -82,7 +82,7 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
     result.bytesRemoved = plan.remove.reduce((n, p) => n + p.size, 0) + result.bytesRepacked;
     result.packsKept = plan.keep.length;
     result.indexesRewritten = indexes.filter(({ index }) => index.packs.some((p) => repack.includes(p))).length;
-    result.leftoversRemoved = (await repo.target.removeLeftovers?.(true)) ?? 0;
+    result.leftoversRemoved = (await repo.target.removeLeftovers?.(true, excluding)) ?? 0;
     return result;
   }
 

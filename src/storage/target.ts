@@ -58,7 +58,7 @@ export interface Target {
   /** Remove an object; removing a missing object is not an error. */
   delete(key: string): Promise<void>;
   /** Remove what interrupted puts left behind (temporary files, unfinished uploads); returns how many. */
-  removeLeftovers?(dryRun: boolean): Promise<number>;
+  removeLeftovers?(dryRun: boolean, gone?: ReadonlySet<string>): Promise<number>;
 }
 
 export class ObjectMissingError extends Error {

@@ -2,9 +2,11 @@
  * Harness for blksnap tests: a fresh fake module in a temp directory, originals on real loop
  * devices, and — when BKP_TEST_BLKSNAP_REAL=1 on a machine with the module — the real module.
  *
- * The CLI uses the same fake when run with BKP_BLKSNAP_FAKE=<harness.fakeDir>.
+ * The CLI uses the same fake when run with BKP_BLKSNAP_FAKE=<harness.fakeDir> (`harness.env`).
+ * The module's own knobs have one name for both kinds: `setPortion` (the module's
+ * diff_storage_minimum parameter) and `reloadModule` (rmmod + insmod, which drops every tracker).
  */
-import { open, truncate } from 'node:fs/promises';
+import { open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Blksnap } from '../../src/blksnap/blksnap.js';
 import { KernelDriver } from '../../src/blksnap/driver.js';
@@ -26,11 +28,19 @@ export interface BlksnapHarness {
   resize(device: string, size: number): Promise<void>;
   /** Write to an original as applications do: through the fake, or straight to the device (tracked by the real module). */
   write(device: string, offset: number, data: Buffer): Promise<void>;
+  /** Environment for a `bkp` run that must see this module (the fake's directory, or nothing). */
+  env: NodeJS.ProcessEnv;
+  /** Sets the module's minimum difference-storage portion (its low-free-space request), in sectors; returns the previous value. */
+  setPortion(sectors: number): Promise<number>;
+  /** Unloads and loads the module again: trackers and snapshots are gone (the real one needs no open control device meanwhile, so `blksnap` is reopened). */
+  reloadModule(): Promise<void>;
   /** Destroys all snapshots, removes trackers we created, detaches loops, deletes the temp dir. */
   cleanup(): Promise<void>;
 }
 
 export const REAL = process.env.BKP_TEST_BLKSNAP_REAL === '1';
+
+const PORTION_PARAMETER = '/sys/module/blksnap/parameters/diff_storage_minimum';
 
 export async function blksnapHarness(kind: 'fake' | 'real', config: Partial<FakeConfig> = {}): Promise<BlksnapHarness> {
   const tmp = tempDir('bkp-blksnap-');
@@ -38,11 +48,34 @@ export async function blksnapHarness(kind: 'fake' | 'real', config: Partial<Fake
   const loops: Loop[] = [];
   const files = new Map<string, string>();
   const fake = kind === 'fake' ? await BlksnapFake.open(fakeDir, config) : undefined;
-  const blksnap = new Blksnap(fake ?? (await KernelDriver.open()));
+  let blksnap = new Blksnap(fake ?? (await KernelDriver.open()));
   return {
     kind,
-    blksnap,
+    get blksnap() {
+      return blksnap;
+    },
     fake,
+    env: fake ? { BKP_BLKSNAP_FAKE: fakeDir } : {},
+    async setPortion(sectors) {
+      if (fake) {
+        const before = (await fake.state()).config.portionSectors;
+        await fake.setConfig({ portionSectors: sectors });
+        return before;
+      }
+      const before = Number((await readFile(PORTION_PARAMETER, 'utf8')).trim());
+      await writeFile(PORTION_PARAMETER, `${sectors}\n`);
+      return before;
+    },
+    async reloadModule() {
+      if (fake) return fake.reload();
+      await blksnap.close();
+      // BKP_TEST_BLKSNAP_MODULE: the .ko to load (the lab's guest); else the installed module
+      sh('rmmod', ['blksnap']);
+      const ko = process.env.BKP_TEST_BLKSNAP_MODULE;
+      if (ko) sh('insmod', [ko]);
+      else sh('modprobe', ['blksnap']);
+      blksnap = new Blksnap(await KernelDriver.open());
+    },
     dir: tmp.dir,
     fakeDir,
     async loop(size, fill) {

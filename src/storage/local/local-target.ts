@@ -179,7 +179,7 @@ export class LocalTarget implements Target {
    * (`backups/<id>/`) that a failed commit or a prune left. Called under the repository lock, so no
    * writer is about to put an index into one of them.
    */
-  async removeLeftovers(dryRun: boolean): Promise<number> {
+  async removeLeftovers(dryRun: boolean, gone: ReadonlySet<string> = new Set()): Promise<number> {
     let n = 0;
     const walk = async (dir: string): Promise<void> => {
       for (const d of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
@@ -196,8 +196,9 @@ export class LocalTarget implements Target {
     for (const d of await fs.readdir(backups, { withFileTypes: true }).catch(() => [])) {
       if (!d.isDirectory()) continue;
       const inside = await fs.readdir(path.join(backups, d.name)).catch(() => null);
-      // (a dry run has not removed the temporary files: the directory counts if that is all it holds)
-      if (!inside || !inside.every((f) => f.startsWith(TMP_PREFIX))) continue;
+      // (a dry run has not removed the temporary files, nor the objects it treats as gone, such as
+      // the indexes a previewed prune removes: the directory counts if that is all it holds)
+      if (!inside || !inside.every((f) => f.startsWith(TMP_PREFIX) || gone.has(`backups/${d.name}/${f}`))) continue;
       if (!dryRun) {
         const removed = await fs.rmdir(path.join(backups, d.name)).then(() => true, () => false);
         if (!removed) continue;
