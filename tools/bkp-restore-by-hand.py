@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Restore one device of one bkp backup, written only from docs/format.md (format v1).
+"""Restore one device of one bkp backup, written only from docs/format.md (format version 2).
 
     python3 tools/bkp-restore-by-hand.py REPO_DIR BACKUP_ID DEVICE OUTPUT_FILE
     python3 tools/bkp-restore-by-hand.py --device-key PATH
 
 DEVICE is a device key, or a path containing '/' that is turned into its key (section 3).
 Reads backups/BACKUP_ID/<device key>.idx, checks its SHA-256, and writes the device image to
-OUTPUT_FILE (a new sparse file: zero chunks become holes), checking every envelope's CRC-32 and
-every chunk's SHA-256. Needs only the Python 3 standard library and the `zstd` command.
+OUTPUT_FILE (a new sparse file: zero bases become holes; patches are laid over their bases),
+checking every envelope's CRC-32 and every chunk's SHA-256. Needs only the Python 3 standard library and the `zstd` command.
 """
 import hashlib
 import json
@@ -26,6 +26,17 @@ class Damaged(Exception):
 
 def u32(b, o):
     return struct.unpack_from('<I', b, o)[0]
+
+
+def read_ref(b, o):
+    """Section 8: a ref (pack ordinal, envelope offset, envelope length, plain length, chunk id)."""
+    ordinal, offset, length, plain = struct.unpack_from('<IQII', b, o)
+    return ordinal, offset, length, plain, b[o + 20:o + 52]
+
+
+def mask_length(mask, piece, region_length):
+    """Section 8: bytes of the pieces a patch mask names."""
+    return sum(min(piece, region_length - p * piece) for p in range(64) if mask >> p & 1)
 
 
 def device_key(path):
@@ -58,16 +69,18 @@ def read_index(path):
     if len(b) < 44 or b[0:4] != b'BKPI':
         raise Damaged(f'{path}: not a bkp index')
     version, flags = struct.unpack_from('<HH', b, 4)
-    if version != 1 or flags != 0:
+    if version != 2 or flags != 0:
         raise Damaged(f'{path}: unsupported index version {version} / flags {flags:#x}')
     body = b[:-32]
     if hashlib.sha256(body).digest() != b[-32:]:
         raise Damaged(f'{path}: index SHA-256 mismatch')
     h = u32(b, 8)
     header = json.loads(body[12:12 + h].decode('utf-8'))
-    if header.get('formatVersion') != 1:
+    if header.get('formatVersion') != 2:
         raise Damaged(f'{path}: unsupported header formatVersion {header.get("formatVersion")}')
-    size, chunk = header['device']['size'], header['chunkSize']
+    size, chunk, piece = header['device']['size'], header['chunkSize'], header['pieceSize']
+    if chunk % piece != 0 or chunk // piece > 64:
+        raise Damaged(f'{path}: piece size {piece} does not fit chunk size {chunk}')
     o = 12 + h
     p = u32(body, o)
     o += 4
@@ -75,16 +88,25 @@ def read_index(path):
     o += 16 * p
     n = u32(body, o)
     o += 4
-    if n != math.ceil(size / chunk) or len(body) - o != 56 * n:
+    if n != math.ceil(size / chunk) or len(body) - o != 120 * n:
         raise Damaged(f'{path}: entry table does not match the device size')
     entries = []
     for i in range(n):
-        kind, reserved, ordinal, offset, length, plain = struct.unpack_from('<B3sIQII', body, o)
-        chunk_id = body[o + 24:o + 56]
-        o += 56
-        if kind not in (0, 1) or reserved != b'\0\0\0' or plain != min(chunk, size - i * chunk) or (kind == 1 and ordinal >= p):
+        kind, flags, reserved, region_length = struct.unpack_from('<BBHI', body, o)
+        base, patch = read_ref(body, o + 8), read_ref(body, o + 60)
+        mask = struct.unpack_from('<Q', body, o + 112)[0]
+        o += 120
+        pieces = math.ceil(region_length / piece)
+        ok = kind in (0, 1) and flags in (0, 1) and reserved == 0 and region_length == min(chunk, size - i * chunk)
+        if ok and kind == 1:
+            ok = base[0] < p and base[3] == region_length
+        if ok and flags == 1:
+            ok = patch[0] < p and 0 < mask < (1 << pieces) and patch[3] == mask_length(mask, piece, region_length)
+        elif ok:
+            ok = mask == 0
+        if not ok:
             raise Damaged(f'{path}: entry {i} is invalid')
-        entries.append((kind, ordinal, offset, length, plain, chunk_id))
+        entries.append((kind, base, patch if flags == 1 else None, mask, region_length))
     return header, packs, entries
 
 
@@ -109,24 +131,40 @@ def open_envelope(env, chunk_id, plain_length):
 
 def restore(repo, backup_id, device_key, out_path):
     header, packs, entries = read_index(os.path.join(repo, 'backups', backup_id, device_key + '.idx'))
-    size, chunk = header['device']['size'], header['chunkSize']
+    size, chunk, piece = header['device']['size'], header['chunkSize'], header['pieceSize']
     pack_files = {}
+
+    def chunk_of(ref, what):
+        """Section 13, step 6: one ref's chunk, checked."""
+        ordinal, offset, length, plain, chunk_id = ref
+        pid = packs[ordinal]
+        if pid not in pack_files:
+            pack_files[pid] = open(os.path.join(repo, 'packs', pid[:2], pid + '.pack'), 'rb')
+        f = pack_files[pid]
+        f.seek(offset)
+        try:
+            return open_envelope(f.read(length), chunk_id, plain)
+        except Damaged as e:
+            raise Damaged(f'{what} in pack {pid}: {e}')
+
     with open(out_path, 'xb') as out:
-        out.truncate(size)  # a sparse file of the device size: zero chunks stay holes
-        for i, (kind, ordinal, offset, length, plain, chunk_id) in enumerate(entries):
-            if kind == 0:
+        out.truncate(size)  # a sparse file of the device size: zero bases stay holes
+        # step 7: every base, then step 8: every patch over its base
+        for i, (kind, base, _, _, region_length) in enumerate(entries):
+            if kind == 1:
+                out.seek(i * chunk)
+                out.write(chunk_of(base, f'base of region {i} (device bytes {i * chunk}-{i * chunk + region_length - 1})'))
+        for i, (_, _, patch, mask, region_length) in enumerate(entries):
+            if patch is None:
                 continue
-            pid = packs[ordinal]
-            if pid not in pack_files:
-                pack_files[pid] = open(os.path.join(repo, 'packs', pid[:2], pid + '.pack'), 'rb')
-            f = pack_files[pid]
-            f.seek(offset)
-            try:
-                data = open_envelope(f.read(length), chunk_id, plain)
-            except Damaged as e:
-                raise Damaged(f'chunk {i} (device bytes {i * chunk}-{i * chunk + plain - 1}) in pack {pid}: {e}')
-            out.seek(i * chunk)
-            out.write(data)
+            data = chunk_of(patch, f'patch of region {i} (device bytes {i * chunk}-{i * chunk + region_length - 1})')
+            at = 0
+            for p in range(64):
+                if mask >> p & 1:
+                    n = min(piece, region_length - p * piece)
+                    out.seek(i * chunk + p * piece)
+                    out.write(data[at:at + n])
+                    at += n
     for f in pack_files.values():
         f.close()
     return header

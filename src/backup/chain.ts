@@ -4,7 +4,7 @@
  * "Incremental rule" plus what the repository knows about the previous backup.
  */
 import { incrementalBase } from '../blksnap/cbt.js';
-import type { CbtState, IndexHeader } from '../repo/index-file.js';
+import { pieceSizeFor, type CbtState, type IndexHeader } from '../repo/index-file.js';
 
 export type IncrementalMethod = { mode: 'cbt'; reason: null } | { mode: 'digest'; reason: string };
 
@@ -26,6 +26,7 @@ export function chooseIncrementalMethod(c: ChainInput): IncrementalMethod {
   if (c.previousDamage !== null) return digest(`the previous backup ${c.previous.backupId} is damaged (${c.previousDamage})`);
   if (c.previous.device.size !== c.deviceSize) return digest(`the device size changed (${c.previous.device.size} → ${c.deviceSize} bytes)`);
   if (c.previous.chunkSize !== c.chunkSize) return digest('the previous backup used another chunk size');
+  if (c.previous.pieceSize !== pieceSizeFor(c.chunkSize)) return digest('the previous backup used another piece size');
   const base = c.previous.cbt;
   if (!base) return digest(`the previous backup ${c.previous.backupId} has no change-tracking state (made without a snapshot)`);
   const d = incrementalBase(

@@ -10,7 +10,7 @@ import { acquireDeviceLocks } from '../lock/device-lock.js';
 import { CodecPool } from '../repo/codec-pool.js';
 import { PackWriter } from '../repo/pack-writer.js';
 import { checkCompressionLevel } from '../repo/config.js';
-import { type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexHeader } from '../repo/index-file.js';
+import { maskLength, pieceSizeFor, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexEntries, type IndexHeader } from '../repo/index-file.js';
 import { openFileSource } from '../device/file-source.js';
 import { sourceFacts } from '../device/facts.js';
 import { mountedReadWrite } from '../device/mounts.js';
@@ -18,10 +18,10 @@ import { probeSignature, PROBE_BYTES } from '../device/probe.js';
 import type { BlockSource } from '../device/source.js';
 import type { Target } from '../storage/target.js';
 import { tryOpenBlksnap, SnapshotSession, CbtMapUnavailableError } from '../blksnap/index.js';
-import { backupDevice, mergeSorted, parentInDamagedPacks } from './device-backup.js';
+import { backupDevice, parentInDamagedPacks } from './device-backup.js';
 import { chooseIncrementalMethod } from './chain.js';
 import { carriedLastFullTime } from './schedule.js';
-import { chunksFromChangedBlocks } from './plan.js';
+import { markedPieces } from './region-plan.js';
 import { BkpError, BlksnapUnavailableError, ChainBrokenError, CorruptError, ExitCode, LockedError, UsageError } from '../errors.js';
 import type { Reporter } from '../report/reporter.js';
 import { pausePoint } from '../faults.js';
@@ -104,12 +104,18 @@ async function previousOf(repo: Repository, deviceKey: string, packIds: () => Pr
   }
 }
 
+/**
+ * Bytes whose stored form differs from the parent's: a region whose base changed counts whole, a
+ * region with only another patch counts the pieces either patch covers.
+ */
 function changedBytes(index: BackupIndex, parent: BackupIndex | null): number {
   const e = index.entries;
   const p = parent?.entries;
+  const same = (a: IndexEntries, b: IndexEntries, r: number) => a.hasRef(r) === b.hasRef(r) && (!a.hasRef(r) || a.refIdEquals(r, b.refId(r)));
   let n = 0;
   for (let i = 0; i < e.length; i++) {
-    if (!p || i >= p.length || p.kind(i) !== e.kind(i) || (e.isData(i) && !p.idEquals(i, e.id(i)))) n += e.plainLength(i);
+    if (!p || i >= p.length || !same(e, p, 2 * i)) n += e.regionLength(i);
+    else if (!same(e, p, 2 * i + 1) || e.patchMask(i) !== p.patchMask(i)) n += maskLength(e.patchMask(i) | p.patchMask(i), index.header.pieceSize, e.regionLength(i));
   }
   return n;
 }
@@ -198,7 +204,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           : null;
         const prev = await previousOf(repo, deviceKey, packIds);
         let method: IndexHeader['method'] = { mode: 'full', reason: null };
-        let chunks: number[] | undefined;
+        let marked: Map<number, bigint> | undefined;
         let cbtChangedBytes: number | undefined;
         if (opts.kind === 'incr') {
           const m = chooseIncrementalMethod({ previous: prev.header, previousDamage: prev.damage, current: cbt, deviceSize: identity.size, chunkSize: repo.config.chunkSize });
@@ -218,17 +224,23 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           }
           if (map) {
             const base = prev.header!.cbt!.snapNumber;
-            chunks = chunksFromChangedBlocks(identity.size, repo.config.chunkSize, cbt!.blockSize, cbt!.blockCount, (b) => map[b]! > base);
+            const changed: number[] = [];
             cbtChangedBytes = 0;
-            for (let b = 0; b < cbt!.blockCount; b++) if (map[b]! > base) cbtChangedBytes += Math.max(0, Math.min(cbt!.blockSize, identity.size - b * cbt!.blockSize));
+            for (let b = 0; b < cbt!.blockCount; b++) {
+              if (map[b]! <= base) continue;
+              changed.push(b);
+              cbtChangedBytes += Math.max(0, Math.min(cbt!.blockSize, identity.size - b * cbt!.blockSize));
+            }
+            const g = { deviceSize: identity.size, regionSize: repo.config.chunkSize, pieceSize: pieceSizeFor(repo.config.chunkSize) };
+            marked = markedPieces(g, cbt!.blockSize, changed);
           } else if (m.mode === 'digest') {
             reporter.info(`${device}: reading every chunk and comparing digests: ${m.reason}`);
           }
         }
         const parent = prev.damage ? null : prev.index;
         const damagedPacks = await repo.damagedPacks();
-        const reread = chunks ? parentInDamagedPacks(parent, damagedPacks) : [];
-        const phase = reporter.phase(`${opts.kind} ${device}`, chunks ? mergeSorted(chunks, reread).length * repo.config.chunkSize : identity.size);
+        const reread = marked ? parentInDamagedPacks(parent, damagedPacks) : [];
+        const phase = reporter.phase(`${opts.kind} ${device}`, marked ? new Set([...marked.keys(), ...reread]).size * repo.config.chunkSize : identity.size);
         const { index, stats, damagedReread } = await backupDevice({
           repo,
           pool,
@@ -240,7 +252,8 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
           method,
           parent,
           damagedPacks,
-          chunks,
+          marked,
+          comparePieces: method.mode === 'digest',
           snapshot: !!session,
           cbt,
           time,

@@ -38,7 +38,7 @@ export const init: CommandModule<GlobalArgs, Args<{ 'chunk-size'?: string; 'pack
   describe: 'create a new repository',
   builder: (y) =>
     repoOption(y)
-      .option('chunk-size', { type: 'string', describe: 'chunk size, 64K to 64M (default 1M)' })
+      .option('chunk-size', { type: 'string', describe: 'chunk size, a power of two from 64K to 64M (default 1M)' })
       .option('pack-size', { type: 'string', describe: 'target size of pack objects (default 32M)' })
       .option('compression-level', { type: 'number', describe: 'zstd level, 1 to 19 (default 3)' }) as never,
   handler: async (a) => {

@@ -23,8 +23,11 @@ export interface RestoreSink {
   /** Bytes the target can hold (the file grows; a device does not). */
   capacity: number;
   write(buf: Buffer, length: number, position: number): Promise<void>;
-  /** Make a range read back as zeros, as cheaply as the target allows. */
-  zero(position: number, length: number): Promise<void>;
+  /**
+   * Make a range read back as zeros, as cheaply as the target allows. `overwrite`: the range may
+   * already hold written bytes (a fresh image file's untouched ranges are zeros already).
+   */
+  zero(position: number, length: number, opts?: { overwrite?: boolean }): Promise<void>;
   sync(): Promise<void>;
   /**
    * Makes the written image the target's, after sync: an image file's size is checked and its
@@ -84,6 +87,9 @@ export async function finalTargetPath(target: string): Promise<string> {
 }
 
 const ZERO_BLOCK = Buffer.alloc(4 * 1024 * 1024);
+/** linux/falloc.h */
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
 
 async function writeAll(fh: fs.FileHandle, buf: Buffer, length: number, position: number): Promise<void> {
   let done = 0;
@@ -194,8 +200,15 @@ async function openImageFile(target: string, final: string, size: number): Promi
     kind: 'file',
     capacity: Number.MAX_SAFE_INTEGER,
     write: (b, l, p) => writeAll(fh, b, l, p),
-    zero: async () => {
+    async zero(position, length, opts) {
       // the file was truncated: every byte not written reads as zero already
+      if (!opts?.overwrite) return;
+      try {
+        await native().fallocate(fh.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, position, length);
+      } catch (e) {
+        if (!isSystemError(e, 'EOPNOTSUPP')) throw e;
+        await writeZeros(fh, position, length);
+      }
     },
     sync: () => fh.sync(),
     async commit() {

@@ -1,11 +1,11 @@
 /**
  * Where each stored chunk lives: chunk id → (pack, envelope offset, envelope length).
  *
- * The map does not copy what index tables already hold: a slot is 8 bytes naming an entry of a
- * registered table (the newest index of each device, and the index a backup is building), and
- * the id, pack and offset are read from that entry. With open addressing at most half full, a
- * device of a million chunks costs 16–32 MB here, on top of its index table (56 MB) that the
- * backup holds anyway.
+ * The map does not copy what index tables already hold: a slot is 8 bytes naming a chunk ref (a
+ * region's base or patch) of a registered table (the newest index of each device, and the index a
+ * backup is building), and the id, pack and offset are read from that ref. With open addressing at
+ * most half full, a device of a million regions costs 16–64 MB here, on top of its index table
+ * (120 MB) that the backup holds anyway.
  */
 import type { IndexEntries } from './index-file.js';
 
@@ -22,7 +22,7 @@ export interface EntrySource {
 }
 
 export class ChunkMap {
-  /** Per slot: source number + 1 (0 = empty), entry position. */
+  /** Per slot: source number + 1 (0 = empty), ref number. */
   private slots: Uint32Array;
   private mask: number;
   private count = 0;
@@ -46,7 +46,7 @@ export class ChunkMap {
     for (;;) {
       const src = this.slots[s * 2]!;
       if (src === 0) return s;
-      if (this.sources[src - 1]!.entries.idEquals(this.slots[s * 2 + 1]!, id)) return s;
+      if (this.sources[src - 1]!.entries.refIdEquals(this.slots[s * 2 + 1]!, id)) return s;
       s = (s + 1) & this.mask;
     }
   }
@@ -56,30 +56,30 @@ export class ChunkMap {
     const src = this.slots[s * 2]!;
     if (src === 0) return undefined;
     const { entries, packs } = this.sources[src - 1]!;
-    const i = this.slots[s * 2 + 1]!;
-    return { packId: packs[entries.packOrdinal(i)]!, offset: entries.offset(i), length: entries.envelopeLength(i) };
+    const r = this.slots[s * 2 + 1]!;
+    return { packId: packs[entries.refPack(r)]!, offset: entries.refOffset(r), length: entries.refLength(r) };
   }
 
   has(id: Uint8Array): boolean {
     return this.slots[this.slotOf(id) * 2] !== 0;
   }
 
-  /** Records entry `i` of `source` (a data entry); a chunk already known keeps its first location. */
-  addEntry(source: EntrySource, i: number): void {
+  /** Records ref `r` of `source` (one that is present); a chunk already known keeps its first location. */
+  addRef(source: EntrySource, r: number): void {
     let n = this.sourceNumbers.get(source);
     if (n === undefined) {
       n = this.sources.push(source);
       this.sourceNumbers.set(source, n);
     }
-    this.insert(source.entries.id(i), n, i);
+    this.insert(source.entries.refId(r), n, r);
   }
 
-  private insert(id: Uint8Array, source: number, i: number): void {
+  private insert(id: Uint8Array, source: number, r: number): void {
     if ((this.count + 1) * 2 > this.mask + 1) this.grow();
     const s = this.slotOf(id);
     if (this.slots[s * 2] !== 0) return;
     this.slots[s * 2] = source;
-    this.slots[s * 2 + 1] = i;
+    this.slots[s * 2 + 1] = r;
     this.count++;
   }
 
@@ -90,7 +90,7 @@ export class ChunkMap {
     for (let k = 0; k < old.length; k += 2) {
       const src = old[k]!;
       if (src === 0) continue;
-      const s = this.slotOf(this.sources[src - 1]!.entries.id(old[k + 1]!));
+      const s = this.slotOf(this.sources[src - 1]!.entries.refId(old[k + 1]!));
       this.slots[s * 2] = src;
       this.slots[s * 2 + 1] = old[k + 1]!;
     }

@@ -73,10 +73,14 @@ export class CodecPool {
     });
   }
 
-  /** Hash, detect zeros and (unless the id equals `hint`) compress and seal one chunk. */
-  async seal(buf: ArrayBuffer, offset: number, length: number, level: number, hint?: Buffer): Promise<SealResult> {
+  /**
+   * Hash, detect zeros and (unless the id equals `hint`) compress and seal one chunk. With
+   * `keepZero` a chunk of zeros is sealed too (a patch of zeros over data is data).
+   */
+  async seal(buf: ArrayBuffer, offset: number, length: number, level: number, hint?: Buffer, keepZero = false): Promise<SealResult> {
     const req: WorkerRequest = { op: 'seal', seq: ++this.seq, buf, offset, length, level };
     if (hint) req.hint = new Uint8Array(hint);
+    if (keepZero) req.keepZero = true;
     const r = (await this.send(req, [buf])) as Extract<WorkerReply, { op: 'seal' }>;
     return {
       buf: r.buf,

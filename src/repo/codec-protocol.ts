@@ -1,7 +1,7 @@
 /** Messages between the codec pool and its workers (see codec-worker.ts). */
 
 export type WorkerRequest =
-  | { op: 'seal'; seq: number; buf: ArrayBuffer; offset: number; length: number; level: number; hint?: Uint8Array }
+  | { op: 'seal'; seq: number; buf: ArrayBuffer; offset: number; length: number; level: number; hint?: Uint8Array; keepZero?: boolean }
   | {
       op: 'open';
       seq: number;

@@ -20,8 +20,8 @@ function isZero(b: Buffer): boolean {
   return b.equals(zeros.subarray(0, b.length));
 }
 
-function seal(plain: Buffer, level: number, hint: Uint8Array | undefined): Omit<Extract<WorkerReply, { op: 'seal' }>, 'seq' | 'buf'> {
-  if (isZero(plain)) return { op: 'seal', zero: true };
+function seal(plain: Buffer, level: number, hint: Uint8Array | undefined, keepZero: boolean): Omit<Extract<WorkerReply, { op: 'seal' }>, 'seq' | 'buf'> {
+  if (!keepZero && isZero(plain)) return { op: 'seal', zero: true };
   const digest = createHash('sha256').update(plain).digest();
   const id = new Uint8Array(32);
   id.set(digest);
@@ -39,7 +39,7 @@ function seal(plain: Buffer, level: number, hint: Uint8Array | undefined): Omit<
 
 parentPort!.on('message', (m: WorkerRequest) => {
   if (m.op === 'seal') {
-    const r = seal(Buffer.from(m.buf, m.offset, m.length), m.level, m.hint);
+    const r = seal(Buffer.from(m.buf, m.offset, m.length), m.level, m.hint, m.keepZero === true);
     const reply: WorkerReply = { ...r, seq: m.seq, buf: m.buf };
     const transfer: ArrayBuffer[] = [m.buf];
     if (r.id) transfer.push(r.id);

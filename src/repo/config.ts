@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { CorruptError, UsageError } from '../errors.js';
 
 export const REPO_FORMAT = 'bkp-repository';
-export const REPO_VERSION = 1;
+export const REPO_VERSION = 2;
 export const CONFIG_KEY = 'config';
 export const MIN_CHUNK_SIZE = 64 * 1024;
 export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
@@ -32,8 +32,9 @@ export const MAX_PACK_SIZE = 1024 * 1024 * 1024;
  */
 export function configFieldProblem(c: Partial<Pick<RepoConfig, 'chunkSize' | 'packSize' | 'compression' | 'id' | 'createdAt'>>): string | undefined {
   const { chunkSize, packSize } = c;
-  if (!Number.isInteger(chunkSize) || chunkSize! < MIN_CHUNK_SIZE || chunkSize! > MAX_CHUNK_SIZE || chunkSize! % 4096 !== 0) {
-    return `chunk size must be a multiple of 4 KiB between 64 KiB and 64 MiB (got ${chunkSize})`;
+  // regions are cut into at most 64 pieces of a power-of-two size: the chunk size is a power of two too
+  if (!Number.isInteger(chunkSize) || chunkSize! < MIN_CHUNK_SIZE || chunkSize! > MAX_CHUNK_SIZE || (chunkSize! & (chunkSize! - 1)) !== 0) {
+    return `chunk size must be a power of two from 64 KiB to 64 MiB (got ${chunkSize})`;
   }
   if (!Number.isInteger(packSize) || packSize! < chunkSize! || packSize! > MAX_PACK_SIZE) return `pack size must be between the chunk size and 1 GiB (got ${packSize})`;
   if (c.compression?.algorithm !== 'zstd') return `compression algorithm must be zstd (got ${JSON.stringify(c.compression?.algorithm)})`;

@@ -33,15 +33,15 @@ export function liveEnvelopes(indexes: readonly Pick<BackupIndex, 'packs' | 'ent
   const live = new Map<string, Map<number, LiveEnvelope>>();
   for (const index of indexes) {
     const t = index.entries;
-    for (let i = 0; i < t.length; i++) {
-      if (!t.isData(i)) continue;
-      const p = index.packs[t.packOrdinal(i)]!;
+    for (let r = 0; r < t.length * 2; r++) {
+      if (!t.hasRef(r)) continue;
+      const p = index.packs[t.refPack(r)]!;
       let m = live.get(p);
       if (!m) {
         m = new Map<number, LiveEnvelope>();
         live.set(p, m);
       }
-      m.set(t.offset(i), { length: t.envelopeLength(i), id: t.id(i), plainLength: t.plainLength(i) });
+      m.set(t.refOffset(r), { length: t.refLength(r), id: t.refId(r), plainLength: t.refPlain(r) });
     }
   }
   return live;

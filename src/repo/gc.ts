@@ -126,12 +126,12 @@ export async function collectGarbage(repo: Repository, opts: GcOptions = {}): Pr
         return o;
       };
       const entries = index.entries.clone();
-      for (let i = 0; i < entries.length; i++) {
-        if (!entries.isData(i)) continue;
-        const p = index.packs[entries.packOrdinal(i)]!;
-        const to = moved.get(`${p}:${entries.offset(i)}`);
-        if (to) entries.setData(i, ordinal(to.packId), to.offset, to.length, entries.plainLength(i), entries.id(i));
-        else entries.setPackOrdinal(i, ordinal(p));
+      for (let r = 0; r < entries.length * 2; r++) {
+        if (!entries.hasRef(r)) continue;
+        const p = index.packs[entries.refPack(r)]!;
+        const to = moved.get(`${p}:${entries.refOffset(r)}`);
+        if (to) entries.relocate(r, ordinal(to.packId), to.offset, to.length);
+        else entries.setRefPack(r, ordinal(p));
       }
       await opts.checkLock?.();
       await repo.replaceIndex({ header: index.header, packs, entries });

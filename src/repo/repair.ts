@@ -12,7 +12,7 @@
  * then removed from packs/) → its damage records removed.
  */
 import type { Repository, BackupRef } from './repository.js';
-import type { BackupIndex } from './index-file.js';
+import { patchRuns, type BackupIndex } from './index-file.js';
 import { packIdFromKey, packKey } from './pack.js';
 import { PackWriter } from './pack-writer.js';
 import { checkChunk } from './chunk-check.js';
@@ -102,19 +102,19 @@ export async function repairRepository(repo: Repository, opts: RepairOptions = {
   for (const { index } of indexes) {
     if (!index.packs.some((p) => suspects.has(p))) continue;
     const t = index.entries;
-    for (let i = 0; i < t.length; i++) {
-      if (!t.isData(i)) continue;
-      const packId = index.packs[t.packOrdinal(i)]!;
+    for (let r = 0; r < t.length * 2; r++) {
+      if (!t.hasRef(r)) continue;
+      const packId = index.packs[t.refPack(r)]!;
       if (!suspects.has(packId)) continue;
       let m = referenced.get(packId);
       if (!m) {
         m = new Map<number, Envelope>();
         referenced.set(packId, m);
       }
-      const offset = t.offset(i);
+      const offset = t.refOffset(r);
       if (m.has(offset)) continue;
-      m.set(offset, { id: Buffer.from(t.id(i)), length: t.envelopeLength(i), plainLength: t.plainLength(i) });
-      needed.add(t.id(i).toString('hex'));
+      m.set(offset, { id: Buffer.from(t.refId(r)), length: t.refLength(r), plainLength: t.refPlain(r) });
+      needed.add(t.refId(r).toString('hex'));
     }
   }
   // where else those chunk ids are stored
@@ -122,17 +122,17 @@ export async function repairRepository(repo: Repository, opts: RepairOptions = {
   if (needed.size) {
     for (const { index } of indexes) {
       const t = index.entries;
-      for (let i = 0; i < t.length; i++) {
-        if (!t.isData(i)) continue;
-        const packId = index.packs[t.packOrdinal(i)]!;
+      for (let r = 0; r < t.length * 2; r++) {
+        if (!t.hasRef(r)) continue;
+        const packId = index.packs[t.refPack(r)]!;
         if (suspects.has(packId)) continue;
-        const hex = t.id(i).toString('hex');
+        const hex = t.refId(r).toString('hex');
         if (!needed.has(hex)) continue;
         let l = copies.get(hex);
         if (!l) copies.set(hex, (l = []));
-        const offset = t.offset(i);
+        const offset = t.refOffset(r);
         // a few distinct places are enough: one intact copy is all a chunk needs
-        if (l.length < 4 && !l.some((x) => x.packId === packId && x.offset === offset)) l.push({ packId, offset, length: t.envelopeLength(i) });
+        if (l.length < 4 && !l.some((x) => x.packId === packId && x.offset === offset)) l.push({ packId, offset, length: t.refLength(r) });
       }
     }
   }
@@ -233,25 +233,25 @@ export async function repairRepository(repo: Repository, opts: RepairOptions = {
     const entries = index.entries.clone();
     const lost: UnrecoverableRange[] = [];
     let changed = 0;
-    for (let i = 0; i < entries.length; i++) {
-      if (!entries.isData(i)) continue;
-      const p = index.packs[entries.packOrdinal(i)]!;
+    for (let r = 0; r < entries.length * 2; r++) {
+      if (!entries.hasRef(r)) continue;
+      const p = index.packs[entries.refPack(r)]!;
       if (!leaving.has(p)) {
-        entries.setPackOrdinal(i, ordinal(p));
+        entries.setRefPack(r, ordinal(p));
         continue;
       }
-      const id = entries.id(i);
+      const id = entries.refId(r);
       const hex = id.toString('hex');
-      const to = (await findHealthy(id, entries.plainLength(i))) ?? (copied.has(hex) ? (copied.get(hex) ?? { packId: p, offset: 0, length: 0 }) : undefined);
+      const to = (await findHealthy(id, entries.refPlain(r))) ?? (copied.has(hex) ? (copied.get(hex) ?? { packId: p, offset: 0, length: 0 }) : undefined);
       if (to) {
         if (healthyCopy.get(hex)) result.chunksRepointed++;
         changed++;
-        entries.setData(i, ordinal(to.packId), to.offset, to.length, entries.plainLength(i), id);
+        entries.relocate(r, ordinal(to.packId), to.offset, to.length);
         continue;
       }
-      const problem = bad.get(p)?.get(entries.offset(i)) ?? `pack ${p} is damaged`;
-      lost.push({ offset: i * index.header.chunkSize, length: entries.plainLength(i), problem: `${problem}; no intact copy of this chunk anywhere` });
-      entries.setPackOrdinal(i, ordinal(p));
+      const problem = bad.get(p)?.get(entries.refOffset(r)) ?? `pack ${p} is damaged`;
+      for (const run of lostRuns(index, r)) lost.push({ ...run, problem: `${problem}; no intact copy of this chunk anywhere` });
+      entries.setRefPack(r, ordinal(p));
     }
     if (lost.length) result.unrecoverable.push({ backupId: ref.backupId, deviceKey: ref.deviceKey, ranges: mergeRanges(lost) });
     if (changed === 0) continue;
@@ -288,4 +288,16 @@ export function mergeRanges(ranges: readonly UnrecoverableRange[]): Unrecoverabl
     else out.push({ ...r });
   }
   return out;
+}
+
+/**
+ * The device bytes lost with ref `r`'s chunk: a patch's pieces, or the part of a base that no
+ * patch covers.
+ */
+function lostRuns(index: BackupIndex, r: number): Array<{ offset: number; length: number }> {
+  const e = index.entries;
+  const i = r >>> 1;
+  const all = (1n << 64n) - 1n;
+  const mask = r & 1 ? e.patchMask(i) : e.hasPatch(i) ? ~e.patchMask(i) & all : all;
+  return patchRuns(i * index.header.chunkSize, mask, index.header.pieceSize, e.regionLength(i));
 }

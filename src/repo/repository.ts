@@ -228,10 +228,10 @@ export class Repository {
           throw e;
         }
         const t = idx.entries;
-        for (let i = 0; i < t.length; i++) {
-          if (!t.isData(i)) continue;
-          const p = idx.packs[t.packOrdinal(i)]!;
-          if (present.has(p) && !damaged.has(p)) map.addEntry(idx, i);
+        for (let r = 0; r < t.length * 2; r++) {
+          if (!t.hasRef(r)) continue;
+          const p = idx.packs[t.refPack(r)]!;
+          if (present.has(p) && !damaged.has(p)) map.addRef(idx, r);
         }
       }
       return map;

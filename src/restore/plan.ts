@@ -6,7 +6,7 @@
  * zero run and the run is its own op (each ranged read costs an open and a round trip, and
  * disks with scattered free space would otherwise restore in many small reads).
  */
-import type { BackupIndex } from '../repo/index-file.js';
+import { patchRuns, type BackupIndex } from '../repo/index-file.js';
 
 export interface ZeroRun {
   kind: 'zero';
@@ -15,14 +15,19 @@ export interface ZeroRun {
 }
 
 export interface PlannedChunk {
-  /** Index of the chunk in the device. */
+  /** Index of the region in the device. */
   index: number;
+  /** Where the region starts on the device. */
   deviceOffset: number;
   plainLength: number;
   id: Buffer;
   /** Offset of the envelope inside the fetched range. */
   at: number;
   length: number;
+  /** For a patch: the device runs its plaintext goes to, in order (their lengths add up to plainLength). */
+  runs?: Array<{ offset: number; length: number }>;
+  /** For a base under a patch: the device runs it alone provides (what is lost if it is damaged). */
+  uncovered?: Array<{ offset: number; length: number }>;
 }
 
 export interface PackRead {
@@ -33,14 +38,30 @@ export interface PackRead {
   chunks: PlannedChunk[];
 }
 
-export type RestoreOp = ZeroRun | PackRead;
+/** Every op before it must have finished writing before any op after it starts. */
+export interface Barrier {
+  kind: 'barrier';
+}
+
+export type RestoreOp = ZeroRun | PackRead | Barrier;
 
 /**
  * The plan, op by op, as it is executed: an op is produced once complete, so memory holds the
- * ops in flight rather than one object per chunk of the device.
+ * ops in flight rather than one object per region of the device. Two passes: every region's base
+ * (zeros or one chunk), then, after a barrier, the patches written over their pieces.
  */
 export function* restorePlan(index: BackupIndex, maxReadBytes = 16 * 1024 * 1024): Generator<RestoreOp> {
-  const { chunkSize } = index.header;
+  yield* pass(index, 0, maxReadBytes);
+  const e = index.entries;
+  let patched = false;
+  for (let i = 0; i < e.length && !patched; i++) patched = e.hasPatch(i);
+  if (!patched) return;
+  yield { kind: 'barrier' };
+  yield* pass(index, 1, maxReadBytes);
+}
+
+function* pass(index: BackupIndex, slot: 0 | 1, maxReadBytes: number): Generator<RestoreOp> {
+  const { chunkSize, pieceSize } = index.header;
   const e = index.entries;
   // in order of first byte; only the last read can still grow (a read goes on across zero runs)
   const queue: RestoreOp[] = [];
@@ -48,17 +69,21 @@ export function* restorePlan(index: BackupIndex, maxReadBytes = 16 * 1024 * 1024
   let last: PackRead | undefined;
   for (let i = 0; i < e.length; i++) {
     const deviceOffset = i * chunkSize;
-    const plainLength = e.plainLength(i);
-    if (!e.isData(i)) {
-      if (zero) zero.length += plainLength;
-      else queue.push((zero = { kind: 'zero', offset: deviceOffset, length: plainLength }));
+    const r = 2 * i + slot;
+    if (!e.hasRef(r)) {
+      if (slot === 1) continue;
+      const regionLength = e.regionLength(i);
+      if (zero) zero.length += regionLength;
+      else queue.push((zero = { kind: 'zero', offset: deviceOffset, length: regionLength }));
       continue;
     }
     zero = undefined;
-    const packId = index.packs[e.packOrdinal(i)]!;
-    const offset = e.offset(i);
-    const length = e.envelopeLength(i);
-    const chunk = { index: i, deviceOffset, plainLength, id: e.id(i), at: 0, length };
+    const packId = index.packs[e.refPack(r)]!;
+    const offset = e.refOffset(r);
+    const length = e.refLength(r);
+    const chunk: PlannedChunk = { index: i, deviceOffset, plainLength: e.refPlain(r), id: e.refId(r), at: 0, length };
+    if (slot === 1) chunk.runs = patchRuns(deviceOffset, e.patchMask(i), pieceSize, e.regionLength(i));
+    else if (e.hasPatch(i)) chunk.uncovered = patchRuns(deviceOffset, ~e.patchMask(i) & ((1n << 64n) - 1n), pieceSize, e.regionLength(i));
     if (last && last.packId === packId && last.offset + last.length === offset && last.length + length <= maxReadBytes) {
       chunk.at = last.length;
       last.chunks.push(chunk);

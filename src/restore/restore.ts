@@ -12,7 +12,7 @@ import { refuseRepositoryTarget } from './repo-target.js';
 import { isS3Url } from '../storage/open.js';
 import { pausePoint } from '../faults.js';
 import { lockRestoreTarget, refuseTargetBeingBackedUp } from './target-guard.js';
-import { restorePlan, type PackRead } from './plan.js';
+import { restorePlan, type PackRead, type PlannedChunk } from './plan.js';
 import { CorruptError, InterruptedError } from '../errors.js';
 import { ObjectMissingError } from '../storage/target.js';
 import type { Reporter } from '../report/reporter.js';
@@ -81,7 +81,10 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   });
   const pool = new CodecPool();
   const buffers = new BufferPool(header.chunkSize, pool.size * 4);
-  const phase = opts.reporter.phase(`restore ${header.device.path} (${header.backupId}) to ${opts.to}`, size);
+  // patches are written over their bases: the bar counts both
+  let patchBytes = 0;
+  for (let i = 0; i < index.entries.length; i++) if (index.entries.hasPatch(i)) patchBytes += index.entries.refPlain(2 * i + 1);
+  const phase = opts.reporter.phase(`restore ${header.device.path} (${header.backupId}) to ${opts.to}`, size + patchBytes);
   let done = 0;
   let bytesFetched = 0;
   let zeroBytes = 0;
@@ -94,7 +97,8 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const onDamage = opts.ignoreErrors
     ? async (offset: number, length: number, problem: string) => {
         damaged.push({ offset, length, problem });
-        await sink.zero(offset, length);
+        // a lost patch lies over a base already written: its bytes must not stay
+        await sink.zero(offset, length, { overwrite: true });
         progress(length);
       }
     : undefined;
@@ -112,6 +116,11 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
       if (opts.signal?.aborted) {
         failure = new InterruptedError('interrupted');
         break;
+      }
+      if (op.kind === 'barrier') {
+        // the patches go over bases that must be on the target first (the window never rejects)
+        await Promise.all(window);
+        continue;
       }
       while (window.size >= readAhead) await Promise.race(window);
       // zero runs share the window with reads: awaiting each BLKZEROOUT here would stop the
@@ -160,12 +169,12 @@ export function restoreStopNote(to: string, kind: 'block' | 'file'): string {
  * The device bytes of some chunks, for a message: the first contiguous range and how many more
  * there are (a pack read may hold chunks that are not neighbours on the device).
  */
-function rangesText(chunks: ReadonlyArray<{ deviceOffset: number; plainLength: number }>): string {
+function rangesText(chunks: readonly PlannedChunk[]): string {
   const ranges: Array<{ offset: number; end: number }> = [];
-  for (const c of [...chunks].sort((a, b) => a.deviceOffset - b.deviceOffset)) {
+  for (const t of chunks.flatMap(lostRuns).sort((a, b) => a.offset - b.offset)) {
     const last = ranges[ranges.length - 1];
-    if (last && last.end === c.deviceOffset) last.end += c.plainLength;
-    else ranges.push({ offset: c.deviceOffset, end: c.deviceOffset + c.plainLength });
+    if (last && last.end === t.offset) last.end += t.length;
+    else ranges.push({ offset: t.offset, end: t.offset + t.length });
   }
   const r = ranges[0]!;
   return `${deviceBytes(r.offset, r.end - r.offset)}${ranges.length > 1 ? ` and ${ranges.length - 1} more range(s)` : ''}`;
@@ -182,6 +191,12 @@ function mergeRanges(ranges: DamagedRange[]): DamagedRange[] {
 }
 
 const deviceBytes = (offset: number, length: number) => `device bytes ${offset}-${offset + length - 1}`;
+
+/** Where a planned chunk's plaintext goes on the device: the whole region, or a patch's runs. */
+const deviceRuns = (c: PlannedChunk): Array<{ offset: number; length: number }> => c.runs ?? [{ offset: c.deviceOffset, length: c.plainLength }];
+
+/** The device bytes lost when a planned chunk cannot be read: a base under a patch loses only what the patch does not cover. */
+const lostRuns = (c: PlannedChunk): Array<{ offset: number; length: number }> => c.uncovered ?? deviceRuns(c);
 
 async function restoreRead(
   repo: Repository,
@@ -205,7 +220,7 @@ async function restoreRead(
       if (!(e instanceof ObjectMissingError)) throw e;
       const problem = `pack ${op.packId} is missing`;
       if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(op.chunks)} cannot be restored`);
-      for (const c of op.chunks) await onDamage(c.deviceOffset, c.plainLength, problem);
+      for (const c of op.chunks) for (const t of lostRuns(c)) await onDamage(t.offset, t.length, problem);
       return 0;
     }
     if (data.length !== op.length) {
@@ -214,7 +229,7 @@ async function restoreRead(
       const problem = `pack ${op.packId} is truncated (${op.offset + data.length} bytes, needs ${op.offset + op.length})`;
       for (const c of lost) await recorder.record({ packId: op.packId, offset: op.offset + c.at, length: c.length, chunkId: c.id.toString('hex'), problem: `pack cut short at ${op.offset + data.length} bytes` });
       if (!onDamage) throw new CorruptError(`${problem}: ${rangesText(lost)} cannot be restored`);
-      for (const c of lost) await onDamage(c.deviceOffset, c.plainLength, problem);
+      for (const c of lost) for (const t of lostRuns(c)) await onDamage(t.offset, t.length, problem);
     }
     // every chunk settles before the bytes go back for another read: a worker may still read them
     const settled = await Promise.allSettled(
@@ -229,11 +244,16 @@ async function restoreRead(
           if (r.error) {
             await recorder.record({ packId: op.packId, offset: op.offset + c.at, length: c.length, chunkId: c.id.toString('hex'), problem: r.error });
             const problem = `chunk ${c.id.toString('hex').slice(0, 16)} in pack ${op.packId} is damaged (${r.error})`;
-            if (!onDamage) throw new CorruptError(`${problem}: ${deviceBytes(c.deviceOffset, c.plainLength)}`);
-            await onDamage(c.deviceOffset, c.plainLength, problem);
+            if (!onDamage) throw new CorruptError(`${problem}: ${rangesText([c])}`);
+            for (const t of lostRuns(c)) await onDamage(t.offset, t.length, problem);
             return;
           }
-          await sink.write(view({ ab: r.dest, offset: dest.offset }, c.plainLength), c.plainLength, c.deviceOffset);
+          const plain = view({ ab: r.dest, offset: dest.offset }, c.plainLength);
+          let at = 0;
+          for (const t of deviceRuns(c)) {
+            await sink.write(plain.subarray(at), t.length, t.offset);
+            at += t.length;
+          }
           progress(c.plainLength);
         } finally {
           buffers.release(r.dest);

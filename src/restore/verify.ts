@@ -149,11 +149,11 @@ async function verifyOnce(
     }
     checked.push({ ref: refs[u]!, index: idx });
     const t = idx.entries;
-    for (let i = 0; i < t.length; i++) {
-      if (!t.isData(i)) continue;
-      const packId = idx.packs[t.packOrdinal(i)]!;
-      const offset = t.offset(i);
-      const length = t.envelopeLength(i);
+    for (let c = 0; c < t.length * 2; c++) {
+      if (!t.hasRef(c)) continue;
+      const packId = idx.packs[t.refPack(c)]!;
+      const offset = t.refOffset(c);
+      const length = t.refLength(c);
       let m = packs.get(packId);
       if (!m) {
         m = new Map();
@@ -161,8 +161,8 @@ async function verifyOnce(
       }
       const k = `${offset}:${length}`;
       let r = m.get(k);
-      if (!r) m.set(k, (r = { id: t.id(i), offset, length, plainLength: t.plainLength(i), users: new Set() }));
-      else if (!t.idEquals(i, r.id)) damage([u], `index names two different chunks at pack ${packId} offset ${offset}`);
+      if (!r) m.set(k, (r = { id: t.refId(c), offset, length, plainLength: t.refPlain(c), users: new Set() }));
+      else if (!t.refIdEquals(c, r.id) || t.refPlain(c) !== r.plainLength) damage([u], `index names two different chunks at pack ${packId} offset ${offset}`);
       r.users.add(u);
     }
   }

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chooseIncrementalMethod, type ChainInput, type IncrementalMethod } from '../../src/backup/chain.js';
 import { newTracker, takeSwitch, type TrackerState } from '../../src/blksnap/cbt.js';
-import type { CbtState, IndexHeader } from '../../src/repo/index-file.js';
+import { pieceSizeFor, type CbtState, type IndexHeader } from '../../src/repo/index-file.js';
 import { mulberry32 as rng } from '../support/random.js';
 
 const GiB = 1024 ** 3;
@@ -19,13 +19,14 @@ const GEN_B = 'b'.repeat(32);
 function header(over: { size?: number; chunkSize?: number; cbt?: CbtState | null; backupId?: string } = {}): IndexHeader {
   const size = over.size ?? GiB;
   return {
-    formatVersion: 1,
+    formatVersion: 2,
     backupId: over.backupId ?? '20260101T000000Z-prev',
     kind: 'full',
     device: { key: 'dev-sda1', path: '/dev/sda1', size, logicalBlockSize: 512, fsType: null, fsUuid: null },
     time: '2026-01-01T00:00:00.000Z',
     toolVersion: '0.1.0',
     chunkSize: over.chunkSize ?? 4 * MiB,
+    pieceSize: pieceSizeFor(over.chunkSize ?? 4 * MiB),
     parent: null,
     snapshot: over.cbt !== null,
     cbt: over.cbt === undefined ? { generationId: GEN_A, snapNumber: 7, blockSize: 65536, blockCount: 16384 } : over.cbt,
@@ -91,6 +92,12 @@ describe('chooseIncrementalMethod: one test per rule', () => {
     assert.ok(r.includes(String(GiB)) && r.includes(String(2 * GiB)), r);
     // and the old size comes first
     assert.ok(r.indexOf(String(GiB)) < r.indexOf(String(2 * GiB)), r);
+  });
+
+  test('piece size changed → digest naming the piece size', () => {
+    const v = valid();
+    const r = digestReason(chooseIncrementalMethod({ ...v, previous: { ...v.previous!, pieceSize: 128 * 1024 } }));
+    assert.match(r, /piece size/);
   });
 
   test('chunk size changed → digest naming the chunk size', () => {

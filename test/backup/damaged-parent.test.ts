@@ -2,22 +2,28 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mergeSorted, parentInDamagedPacks } from '../../src/backup/device-backup.js';
-import { ENTRY_DATA, ENTRY_ZERO, IndexEntries, type BackupIndex, type IndexHeader } from '../../src/repo/index-file.js';
+import { IndexEntries, type BackupIndex, type IndexHeader } from '../../src/repo/index-file.js';
 import { damageKey, parseDamageKey } from '../../src/repo/damage.js';
 
 const packId = (n: number) => n.toString(16).padStart(32, '0');
-const data = (packOrdinal: number, n: number) => ({ kind: ENTRY_DATA, packOrdinal, offset: n * 100, length: 100, plainLength: 10, id: Buffer.alloc(32, n) }) as const;
-const zero = { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: 10, id: Buffer.alloc(32) } as const;
+const entries = IndexEntries.alloc(6);
+entries.setData(0, 0, 100, 100, 10, Buffer.alloc(32, 1));
+entries.setZero(1, 10);
+entries.setData(2, 1, 200, 100, 10, Buffer.alloc(32, 2));
+entries.setData(3, 0, 300, 100, 10, Buffer.alloc(32, 3));
+entries.setZero(4, 10);
+entries.setPatch(4, 1n, 1, 500, 60, 10, Buffer.alloc(32, 5)); // a patch over zeros, in pack 2
+entries.setData(5, 1, 400, 100, 10, Buffer.alloc(32, 4));
 
 const parent: BackupIndex = {
   header: {} as IndexHeader,
   packs: [packId(1), packId(2)],
-  entries: IndexEntries.from([data(0, 1), zero, data(1, 2), data(0, 3), zero, data(1, 4)]),
+  entries,
 };
 
-test('the data entries in a damaged pack, ascending; zero entries and healthy packs never', () => {
-  assert.deepEqual(parentInDamagedPacks(parent, new Set([packId(2)])), [2, 5]);
-  assert.deepEqual(parentInDamagedPacks(parent, new Set([packId(1), packId(2)])), [0, 2, 3, 5]);
+test('the regions with a base or patch in a damaged pack, ascending; zero regions and healthy packs never', () => {
+  assert.deepEqual(parentInDamagedPacks(parent, new Set([packId(2)])), [2, 4, 5]);
+  assert.deepEqual(parentInDamagedPacks(parent, new Set([packId(1), packId(2)])), [0, 2, 3, 4, 5]);
   assert.deepEqual(parentInDamagedPacks(parent, new Set([packId(9)])), []);
   assert.deepEqual(parentInDamagedPacks(parent, new Set()), []);
   assert.deepEqual(parentInDamagedPacks(null, new Set([packId(1)])), []);

@@ -187,8 +187,9 @@ describe('user errors', () => {
     for (const [field, value, words] of [
       ['packSize', 1, /pack size must be between the chunk size and 1 GiB \(got 1\)/],
       ['packSize', 4 * 1024 * 1024 * 1024, /pack size must be between the chunk size and 1 GiB/],
-      ['chunkSize', 4096, /chunk size must be a multiple of 4 KiB between 64 KiB and 64 MiB \(got 4096\)/],
-      ['chunkSize', 1048577, /chunk size must be a multiple of 4 KiB/],
+      ['chunkSize', 4096, /chunk size must be a power of two from 64 KiB to 64 MiB \(got 4096\)/],
+      ['chunkSize', 1048577, /chunk size must be a power of two/],
+      ['chunkSize', 3 * 1024 * 1024, /chunk size must be a power of two/],
       ['compression', { algorithm: 'zstd', level: 99 }, /compression level must be 1 to 19 \(got 99\)/],
       ['compression', { algorithm: 'gzip', level: 3 }, /compression algorithm must be zstd \(got "gzip"\)/],
       ['id', 'x', /id must be a UUID/],

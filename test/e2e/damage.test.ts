@@ -14,13 +14,15 @@ import { promises as fs } from 'node:fs';
 import { runBkp, tempDir } from '../support/env.js';
 import { makeImage, scribble, sha256Of } from '../support/data.js';
 import { mulberry32 } from '../support/random.js';
-import { decodeIndex, ENTRY_DATA, type BackupIndex } from '../../src/repo/index-file.js';
+import { decodeIndex, type BackupIndex } from '../../src/repo/index-file.js';
+import { refsOf } from '../support/index-refs.js';
 import { packKey } from '../../src/repo/pack.js';
 import { ExitCode } from '../../src/errors.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 8 * MiB;
-const CHUNK = 64 * 1024;
+/** Regions of 4 pieces: the incrementals' digest fallback stores patches, and they get damaged too. */
+const CHUNK = 256 * 1024;
 const SEED = Number(process.env.BKP_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ROUNDS = 12;
 
@@ -44,7 +46,7 @@ before(async () => {
   const b = path.join(t.dir, 'b.img');
   await makeImage(a, SIZE, 'damage-a');
   await makeImage(b, SIZE, 'damage-b');
-  assert.equal((await runBkp(['init', '--repo', pristine, '--chunk-size', '64K', '--pack-size', '256K'])).code, 0);
+  assert.equal((await runBkp(['init', '--repo', pristine, '--chunk-size', String(CHUNK), '--pack-size', '1M'])).code, 0);
   const take = async (kind: 'full' | 'incr', img: string) => {
     const r = await runBkp([kind, '--repo', pristine, '--device', img, '--no-snapshot', '--json', '--quiet']);
     assert.equal(r.code, 0, r.stderr);
@@ -67,9 +69,7 @@ after(() => t.cleanup());
 /** Device ranges of backup `b` whose chunk lies in `pack` and satisfies `hit(offset, length)`. */
 function rangesIn(b: Backup, pack: string, hit: (offset: number, length: number) => boolean): Range[] {
   const out: Range[] = [];
-  b.index.entries.toArray().forEach((e, i) => {
-    if (e.kind === ENTRY_DATA && b.index.packs[e.packOrdinal] === pack && hit(e.offset, e.length)) out.push([i * CHUNK, i * CHUNK + e.plainLength]);
-  });
+  for (const e of refsOf(b.index)) if (e.packId === pack && hit(e.offset, e.length)) out.push(...e.ranges);
   return out;
 }
 
@@ -105,8 +105,8 @@ async function inflict(repo: string, kind: number, rnd: () => number): Promise<F
     case 0: {
       // one bit of one chunk envelope
       const b = pick(backups);
-      const e = pick(b.index.entries.toArray().filter((x) => x.kind === ENTRY_DATA));
-      const pack = b.index.packs[e.packOrdinal]!;
+      const e = pick(refsOf(b.index));
+      const pack = e.packId;
       const file = path.join(repo, packKey(pack));
       const buf = await fs.readFile(file);
       const at = e.offset + Math.floor(rnd() * e.length);
@@ -138,7 +138,7 @@ async function inflict(repo: string, kind: number, rnd: () => number): Promise<F
       const buf = await fs.readFile(file);
       let end = 0; // the envelopes end where the first trailer entry starts
       for (const b of backups) {
-        for (const e of b.index.entries) if (e.kind === ENTRY_DATA && b.index.packs[e.packOrdinal] === pack) end = Math.max(end, e.offset + e.length);
+        for (const e of refsOf(b.index)) if (e.packId === pack) end = Math.max(end, e.offset + e.length);
       }
       const at = end + Math.floor(rnd() * (buf.length - end));
       const trailerStart = buf.length - 16 - 48 * buf.readUInt32LE(buf.length - 16);
@@ -227,7 +227,7 @@ test(`seeded damage: verify names exactly the damaged backups, restore names the
         merge((JSON.parse(ig.stdout).damaged as Array<{ offset: number; length: number }>).map((d): Range => [d.offset, d.offset + d.length])),
         merge(lost),
       );
-      await compareOutside(out, b.copy, merge(lost));
+      await compareOutside(out, b.copy, merge(lost)).catch((e: Error) => assert.fail(`${ctx}: ${e.message}`));
     }
     const intact = backups.filter((b) => !fault.expected.has(b.id));
     if (intact.length) {

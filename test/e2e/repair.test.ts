@@ -13,13 +13,13 @@ import { promises as fs, existsSync } from 'node:fs';
 import { runBkp, tempDir } from '../support/env.js';
 import { makeImage, sha256Of } from '../support/data.js';
 import { blksnapHarness, pattern, type BlksnapHarness } from '../support/blksnap-fake.js';
-import { decodeIndex, ENTRY_DATA, type BackupIndex } from '../../src/repo/index-file.js';
+import { decodeIndex, type BackupIndex } from '../../src/repo/index-file.js';
+import { refsOf } from '../support/index-refs.js';
 import { packKey } from '../../src/repo/pack.js';
 import { ExitCode } from '../../src/errors.js';
 import { assertMatchesSchema } from '../support/json-schema.js';
 
 const MiB = 1024 * 1024;
-const CHUNK = 64 * 1024;
 
 async function readIndex(repo: string, id: string): Promise<BackupIndex> {
   const dir = path.join(repo, 'backups', id);
@@ -36,14 +36,14 @@ interface Damage {
 /** Flips one byte in the payload of the `nth` data chunk of a backup; returns its pack and device ranges. */
 async function damageChunk(repo: string, id: string, nth = 3): Promise<Damage> {
   const idx = await readIndex(repo, id);
-  const data = idx.entries.toArray().map((e, i) => ({ e, i })).filter((x) => x.e.kind === ENTRY_DATA);
-  const { e } = data[nth % data.length]!;
-  const pack = idx.packs[e.packOrdinal]!;
+  const data = refsOf(idx);
+  const e = data[nth % data.length]!;
+  const pack = e.packId;
   const file = path.join(repo, packKey(pack));
   const buf = await fs.readFile(file);
   buf[e.offset + 56 + Math.floor((e.length - 56) / 2)]! ^= 0x40;
   await fs.writeFile(file, buf);
-  const ranges = data.filter((x) => idx.packs[x.e.packOrdinal] === pack && x.e.offset === e.offset).map((x): [number, number] => [x.i * CHUNK, x.i * CHUNK + x.e.plainLength]);
+  const ranges = data.filter((x) => x.packId === pack && x.offset === e.offset).flatMap((x) => x.ranges);
   return { pack, ranges };
 }
 
@@ -78,7 +78,7 @@ async function verifyFinds(repo: string, pack: string, env: NodeJS.ProcessEnv = 
   assert.ok(res.damageRecorded >= 1);
 }
 
-const usesPack = (idx: BackupIndex, pack: string) => idx.entries.toArray().some((e) => e.kind === ENTRY_DATA && idx.packs[e.packOrdinal] === pack);
+const usesPack = (idx: BackupIndex, pack: string) => refsOf(idx).some((e) => e.packId === pack);
 
 describe('damage never spreads into new backups (image files, --no-snapshot)', () => {
   const t = tempDir('bkp-repair-');

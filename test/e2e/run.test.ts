@@ -76,7 +76,7 @@ describe('bkp run (configured job, blksnap fake, loop devices)', () => {
     assert.equal(r.decision.kind, 'incr');
     assert.match(r.decision.reason, /younger than 7d/);
     assert.equal(r.backup.devices[0].method.mode, 'cbt');
-    assert.equal(r.backup.devices[0].stats.bytesRead, 256 * 1024, 'one changed chunk read');
+    assert.equal(r.backup.devices[0].stats.bytesRead, 64 * 1024, 'one changed 64 KiB piece read');
     assert.equal(r.backup.devices[1].stats.bytesRead, 0);
     assert.equal(r.prune.ok, true);
     assert.equal(r.prune.remove.length, 0);

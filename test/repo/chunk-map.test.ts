@@ -12,7 +12,7 @@ function id(n: number | string): Buffer {
 function addLoc(m: ChunkMap, id: Uint8Array, loc: ChunkLocation): void {
   const entries = IndexEntries.alloc(1);
   entries.setData(0, 0, loc.offset, loc.length, 0, id);
-  m.addEntry({ entries, packs: [loc.packId] }, 0);
+  m.addRef({ entries, packs: [loc.packId] }, 0);
 }
 
 const PACK_A = 'a'.repeat(32);
@@ -136,36 +136,39 @@ describe('ChunkMap', () => {
     for (const count of seen.values()) assert.equal(count, 100);
   });
 
-  test('entries of index tables are found where the table says, also after the table is renumbered in place', () => {
+  test('refs of index tables are found where the table says, patches too, also after the table is renumbered in place', () => {
     const m = new ChunkMap();
     const n = 5000;
     const src = { entries: IndexEntries.alloc(n), packs: [PACK_A, PACK_B] };
     for (let i = 0; i < n; i++) {
       if (i % 5 === 0) src.entries.setZero(i, 4096);
       else src.entries.setData(i, i % 2, 2 ** 33 + i * 100, 60 + i, 4096, id(i));
+      if (i % 10 === 0) src.entries.setPatch(i, 1n, (i + 1) % 2, 7 + i, 90, 1024, id(`patch ${i}`));
     }
-    for (let i = 0; i < n; i++) if (src.entries.isData(i)) m.addEntry(src, i);
-    assert.equal(m.size, n - n / 5);
-    assert.equal(m.has(id(0)), false, 'zero entries are not added');
+    for (let r = 0; r < 2 * n; r++) if (src.entries.hasRef(r)) m.addRef(src, r);
+    assert.equal(m.size, n - n / 5 + n / 10);
+    assert.equal(m.has(id(0)), false, 'zero bases are not added');
     for (let i = 1; i < n; i += 7) {
       if (i % 5 === 0) continue;
       assert.deepEqual(m.get(id(i)), { packId: i % 2 ? PACK_B : PACK_A, offset: 2 ** 33 + i * 100, length: 60 + i });
     }
+    assert.deepEqual(m.get(id('patch 20')), { packId: PACK_B, offset: 27, length: 90 });
     // a backup renumbers its pack table in place before the commit: the map follows
-    for (let i = 0; i < n; i++) if (src.entries.isData(i)) src.entries.setPackOrdinal(i, 1 - src.entries.packOrdinal(i));
+    for (let r = 0; r < 2 * n; r++) if (src.entries.hasRef(r)) src.entries.setRefPack(r, 1 - src.entries.refPack(r));
     src.packs.reverse();
     assert.equal(m.get(id(3))!.packId, PACK_B);
     assert.equal(m.get(id(4))!.packId, PACK_A);
+    assert.equal(m.get(id('patch 20'))!.packId, PACK_B);
     // a chunk known from a table keeps that location; another entry with its id changes nothing
     addLoc(m, id(3), { packId: 'c'.repeat(32), offset: 1, length: 2 });
     assert.equal(m.get(id(3))!.packId, PACK_B);
-    // and entries of several tables live side by side
+    // and refs of several tables live side by side
     const other = { entries: IndexEntries.alloc(1), packs: ['d'.repeat(32)] };
     other.entries.setData(0, 0, 7, 8, 4096, id('other'));
-    m.addEntry(other, 0);
+    m.addRef(other, 0);
     addLoc(m, id('loose'), { packId: 'e'.repeat(32), offset: 9, length: 10 });
     assert.deepEqual(m.get(id('other')), { packId: 'd'.repeat(32), offset: 7, length: 8 });
     assert.deepEqual(m.get(id('loose')), { packId: 'e'.repeat(32), offset: 9, length: 10 });
-    assert.equal(m.size, n - n / 5 + 2);
+    assert.equal(m.size, n - n / 5 + n / 10 + 2);
   });
 });

@@ -9,7 +9,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { decodeIndex, ENTRY_DATA, ENTRY_ZERO, INDEX_ENTRY_SIZE } from '../../src/repo/index-file.js';
+import { decodeIndex, INDEX_ENTRY_SIZE } from '../../src/repo/index-file.js';
+import { refsOf } from '../support/index-refs.js';
 import { deviceKeyOf, newBackupId } from '../../src/repo/repository.js';
 import { ENVELOPE_HEADER_SIZE } from '../../src/repo/envelope.js';
 import { packKey } from '../../src/repo/pack.js';
@@ -18,7 +19,9 @@ import { BKP, ROOT } from '../support/env.js';
 const TOOL = path.join(ROOT, 'tools', 'bkp-restore-by-hand.py');
 const DOC = readFileSync(path.join(ROOT, 'docs', 'format.md'), 'utf8');
 const KiB = 1024;
-const CHUNK = 64 * KiB;
+/** Regions of four 64 KiB pieces: incrementals store patches. */
+const CHUNK = 256 * KiB;
+const PIECE = 64 * KiB;
 
 const hasPython = spawnSync('python3', ['--version']).status === 0;
 
@@ -67,8 +70,8 @@ function makeImage(file: string, tail: Buffer): number {
   return img.length;
 }
 
-function backup(repo: string, img: string): { backupId: string; deviceKey: string; stats: Record<string, number> } {
-  const r = JSON.parse(bkp(['full', '--device', img, '--repo', repo, '--no-snapshot', '--json'])) as {
+function backup(repo: string, img: string, kind: 'full' | 'incr' = 'full'): { backupId: string; deviceKey: string; stats: Record<string, number> } {
+  const r = JSON.parse(bkp([kind, '--device', img, '--repo', repo, '--no-snapshot', '--json'])) as {
     devices: { backupId: string; deviceKey: string; ok: boolean; stats: Record<string, number> }[];
   };
   assert.equal(r.devices.length, 1);
@@ -83,17 +86,17 @@ test('a backup restored with only docs/format.md (tools/bkp-restore-by-hand.py) 
     const img = path.join(dir, 'disk.img');
     const size = makeImage(img, randomBytes(12345)); // last chunk short, not zero
     assert.notEqual(size % CHUNK, 0);
-    bkp(['init', '--repo', repo, '--chunk-size', '64K']);
+    bkp(['init', '--repo', repo, '--chunk-size', '256K']);
     const b = backup(repo, img);
     assert.ok(b.stats['chunksZero']! > 0 && b.stats['chunksReused']! > 0 && b.stats['chunksNew']! > 0, JSON.stringify(b.stats));
 
     // the backup exercises every case the document describes: zero, raw and zstd chunks, a short last chunk
     const index = decodeIndex(readFileSync(path.join(repo, 'backups', b.backupId, `${b.deviceKey}.idx`)));
-    const data = index.entries.toArray().filter((e) => e.kind === ENTRY_DATA);
-    assert.ok(index.entries.toArray().some((e) => e.kind === ENTRY_ZERO));
+    const data = refsOf(index);
+    assert.ok(Array.from({ length: index.entries.length }, (_, i) => i).some((i) => index.entries.isZero(i)));
     assert.ok(data.some((e) => e.length < e.plainLength), 'some chunk is compressed');
     assert.ok(data.some((e) => e.length === e.plainLength + ENVELOPE_HEADER_SIZE), 'some chunk is stored raw');
-    assert.equal(index.entries.get(index.entries.length - 1).plainLength, size % CHUNK);
+    assert.equal(index.entries.regionLength(index.entries.length - 1), size % CHUNK);
 
     const out = path.join(dir, 'restored.img');
     const r = byHand(repo, b.backupId, b.deviceKey, out);
@@ -103,7 +106,7 @@ test('a backup restored with only docs/format.md (tools/bkp-restore-by-hand.py) 
 
     // and it checks what the document says to check: one flipped payload byte is refused
     const victim = data.find((e) => e.length > ENVELOPE_HEADER_SIZE + 100)!;
-    const pack = path.join(repo, packKey(index.packs[victim.packOrdinal]!));
+    const pack = path.join(repo, packKey(victim.packId));
     const fd = openSync(pack, 'r+');
     try {
       const byte = Buffer.alloc(1);
@@ -121,18 +124,18 @@ test('a backup restored with only docs/format.md (tools/bkp-restore-by-hand.py) 
   }
 });
 
-test('a second backup (chunks deduplicated against the first) with a zero last chunk restores by hand', { skip: !hasPython && 'python3 not found' }, () => {
+test('a second backup (chunks deduplicated against the first) with a zero last region, then an incremental of patches, restore by hand', { skip: !hasPython && 'python3 not found' }, () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bkp-format-doc-'));
   try {
     const repo = path.join(dir, 'R');
     const img = path.join(dir, 'disk.img');
     const size = makeImage(img, Buffer.alloc(1000)); // last chunk short and all zero
-    bkp(['init', '--repo', repo, '--chunk-size', '64K']);
+    bkp(['init', '--repo', repo, '--chunk-size', '256K']);
     const first = backup(repo, img);
     // change one chunk in the middle; everything else is found already stored
     const fd = openSync(img, 'r+');
     try {
-      writeSync(fd, randomBytes(CHUNK), 0, CHUNK, CHUNK * 20);
+      writeSync(fd, randomBytes(CHUNK), 0, CHUNK, CHUNK * 5);
     } finally {
       closeSync(fd);
     }
@@ -148,7 +151,7 @@ test('a second backup (chunks deduplicated against the first) with a zero last c
     assert.equal(index.header.kind, 'full');
     assert.equal(index.header.parent, null, 'a full records no parent');
     assert.equal(index.header.device.path, img);
-    const used = index.entries.toArray().filter((e) => e.kind === ENTRY_DATA).map((e) => e.packOrdinal);
+    const used = refsOf(index).map((e) => index.packs.indexOf(e.packId));
     assert.deepEqual([...new Set(used)], index.packs.map((_, k) => k), 'the pack table lists exactly the packs used, in order of first use');
     const gens = readdirSync(path.join(repo, 'locks')).sort();
     assert.ok(gens.length === 2 && gens.every((g) => /^[0-9]{12}$/.test(g)), gens.join(' '));
@@ -160,6 +163,24 @@ test('a second backup (chunks deduplicated against the first) with a zero last c
     assert.equal(r.status, 0, r.stderr);
     assert.equal(statSync(out).size, size);
     assert.equal(sha256(out), sha256(img));
+
+    // a few pieces change, in two regions and across a region boundary: the incremental (the
+    // digest fallback, no snapshot) stores patches, and the tool lays them over their bases
+    const fd2 = openSync(img, 'r+');
+    try {
+      writeSync(fd2, randomBytes(4 * KiB), 0, 4 * KiB, CHUNK * 9 + PIECE + 100);
+      writeSync(fd2, randomBytes(8 * KiB), 0, 8 * KiB, CHUNK * 12 - 4 * KiB);
+    } finally {
+      closeSync(fd2);
+    }
+    const third = backup(repo, img, 'incr');
+    const incIndex = decodeIndex(readFileSync(path.join(repo, 'backups', third.backupId, `${third.deviceKey}.idx`)));
+    assert.deepEqual([9, 11, 12].map((i) => incIndex.entries.patchMask(i)), [0b10n, 0b1000n, 0b1n], 'three patches of one piece each');
+    assert.equal(third.stats['bytesStored']! < 4 * PIECE, true, `stored ${third.stats['bytesStored']} bytes`);
+    const out3 = path.join(dir, 'restored-3.img');
+    const r3 = byHand(repo, third.backupId, third.deviceKey, out3);
+    assert.equal(r3.status, 0, r3.stderr);
+    assert.equal(sha256(out3), sha256(img));
 
     // index flags and entry reserved bytes must be 0: bkp and the tool both refuse otherwise
     const raw = readFileSync(idxFile);

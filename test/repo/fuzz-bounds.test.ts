@@ -12,7 +12,7 @@ import { crc32 } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { mulberry32, fuzzSeed } from '../support/random.js';
 import { tempDir } from '../support/env.js';
-import { decodeIndex, encodeIndex, ENTRY_DATA, IndexEntries, IndexFormatError, type BackupIndex } from '../../src/repo/index-file.js';
+import { decodeIndex, encodeIndex, IndexEntries, IndexFormatError, type BackupIndex } from '../../src/repo/index-file.js';
 import { decodeEnvelopeHeader, encodeEnvelopeHeader, openEnvelope, EnvelopeError, ENVELOPE_HEADER_SIZE, FLAG_ZSTD } from '../../src/repo/envelope.js';
 import { decodePackEntries, decodePackFooter, encodePackTrailer, PackFormatError, PACK_ENTRY_SIZE, PACK_FOOTER_SIZE } from '../../src/repo/pack.js';
 import { CodecPool, SharedReads } from '../../src/repo/codec-pool.js';
@@ -28,13 +28,14 @@ function sampleIndex(): BackupIndex {
   const size = 4 * chunkSize;
   return {
     header: {
-      formatVersion: 1,
+      formatVersion: 2,
       backupId: '20260101T000000.000Z-abcdef',
       kind: 'full',
       device: { key: 'dev-x', path: '/dev/x', size, logicalBlockSize: 512, fsType: null, fsUuid: null },
       time: '2026-01-01T00:00:00.000Z',
       toolVersion: '0.1.0',
       chunkSize,
+      pieceSize: chunkSize / 4,
       parent: null,
       snapshot: false,
       cbt: null,
@@ -42,7 +43,12 @@ function sampleIndex(): BackupIndex {
       stats: { bytesRead: size, bytesStored: 0, chunksNew: 0, chunksReused: 0, chunksZero: 0, durationMs: 0 },
     },
     packs: ['0123456789abcdef0123456789abcdef'],
-    entries: IndexEntries.from(Array.from({ length: 4 }, (_, i) => ({ kind: ENTRY_DATA, packOrdinal: 0, offset: i * 200, length: 100, plainLength: chunkSize, id: Buffer.alloc(32, i + 1) }))),
+    entries: (() => {
+      const t = IndexEntries.alloc(4);
+      for (let i = 0; i < 4; i++) t.setData(i, 0, i * 200, 100, chunkSize, Buffer.alloc(32, i + 1));
+      t.setPatch(0, 1n, 0, 900, 100, chunkSize / 4, Buffer.alloc(32, 9));
+      return t;
+    })(),
   };
 }
 
@@ -60,10 +66,12 @@ test('length and count fields claiming gigabytes are refused before anything is 
     ['header length 2^32-1', (b) => b.writeUInt32LE(0xffffffff, 8)],
     ['pack count 2^32-1', (b) => b.writeUInt32LE(0xffffffff, packsAt)],
     ['entry count 2^32-1', (b) => b.writeUInt32LE(0xffffffff, packsAt + 4 + 16)],
-    ['envelope length 2^32-1', (b) => b.writeUInt32LE(0xffffffff, entriesAt + 16)],
-    ['envelope length 0', (b) => b.writeUInt32LE(0, entriesAt + 16)],
-    ['envelope offset 2^40 · 2^20', (b) => b.writeBigUInt64LE(2n ** 60n, entriesAt + 8)],
-    ['envelope offset 2^64-1', (b) => b.writeBigUInt64LE(2n ** 64n - 1n, entriesAt + 8)],
+    ['envelope length 2^32-1', (b) => b.writeUInt32LE(0xffffffff, entriesAt + 20)],
+    ['envelope length 0', (b) => b.writeUInt32LE(0, entriesAt + 20)],
+    ['envelope offset 2^40 · 2^20', (b) => b.writeBigUInt64LE(2n ** 60n, entriesAt + 12)],
+    ['envelope offset 2^64-1', (b) => b.writeBigUInt64LE(2n ** 64n - 1n, entriesAt + 12)],
+    ['patch envelope length 2^32-1', (b) => b.writeUInt32LE(0xffffffff, entriesAt + 72)],
+    ['patch envelope offset 2^64-1', (b) => b.writeBigUInt64LE(2n ** 64n - 1n, entriesAt + 64)],
   ];
   const before = process.memoryUsage().arrayBuffers;
   for (const [what, damage] of indexCases) {

@@ -5,27 +5,26 @@ import { mulberry32, fuzzSeed } from '../support/random.js';
 import {
   decodeIndex,
   encodeIndex,
-  ENTRY_DATA,
-  ENTRY_ZERO,
   INDEX_ENTRY_SIZE,
+  maskLength,
   IndexEntries,
   IndexFormatError,
   indexKey,
   parseIndexKey,
   type BackupIndex,
-  type IndexEntry,
   type IndexHeader,
 } from '../../src/repo/index-file.js';
 
 function header(deviceSize: number, chunkSize: number, over: Partial<IndexHeader> = {}): IndexHeader {
   return {
-    formatVersion: 1,
+    formatVersion: 2,
     backupId: '20240101T000000Z-0a1b',
     kind: 'full',
     device: { key: 'dev-vdb', path: '/dev/vdb', size: deviceSize, logicalBlockSize: 512, fsType: 'ext4', fsUuid: null },
     time: '2024-01-01T00:00:00.000Z',
     toolVersion: '0.1.0',
     chunkSize,
+    pieceSize: chunkSize >= 4 * 1024 ? chunkSize / 4 : chunkSize,
     parent: null,
     snapshot: true,
     cbt: { generationId: 'f00d', snapNumber: 3, blockSize: 65536, blockCount: 16 },
@@ -35,16 +34,25 @@ function header(deviceSize: number, chunkSize: number, over: Partial<IndexHeader
   };
 }
 
-/** An index whose every entry is right for the device: zero and data chunks, a partial last one. */
+/**
+ * An index whose every entry is right for the device: zero and data bases, patches over both (the
+ * piece size is a quarter of the chunk), a partial last region.
+ */
 function sampleIndex(deviceSize: number, chunkSize: number, packCount = 2): BackupIndex {
   const packs = Array.from({ length: packCount }, () => randomBytes(16).toString('hex'));
+  const h = header(deviceSize, chunkSize);
   const n = Math.ceil(deviceSize / chunkSize);
-  const entries: IndexEntry[] = Array.from({ length: n }, (_, i) => {
-    const plainLength = Math.min(chunkSize, deviceSize - i * chunkSize);
-    if (packCount === 0 || i % 3 === 1) return { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength, id: Buffer.alloc(32) };
-    return { kind: ENTRY_DATA, packOrdinal: i % packCount, offset: i * 1000 + 2 ** 33, length: 56 + (i % 7) * 10, plainLength, id: randomBytes(32) };
-  });
-  return { header: header(deviceSize, chunkSize), packs, entries: IndexEntries.from(entries) };
+  const t = IndexEntries.alloc(n);
+  for (let i = 0; i < n; i++) {
+    const regionLength = Math.min(chunkSize, deviceSize - i * chunkSize);
+    if (packCount === 0 || i % 3 === 1) t.setZero(i, regionLength);
+    else t.setData(i, i % packCount, i * 1000 + 2 ** 33, 56 + (i % 7) * 10, regionLength, randomBytes(32));
+    if (packCount > 0 && i % 2 === 0) {
+      const mask = 0b1n;
+      t.setPatch(i, mask, (i + 1) % packCount, i * 777, 60, maskLength(mask, h.pieceSize, regionLength), randomBytes(32));
+    }
+  }
+  return { header: h, packs, entries: t };
 }
 
 /** Replaces the trailing SHA-256 with the right one, so that only the structural damage is wrong. */
@@ -66,21 +74,27 @@ const SEED = fuzzSeed();
 
 /** What any successfully decoded index must satisfy for a restore to be safe. */
 function assertConsistent(ix: BackupIndex, what: string): void {
-  const { chunkSize, device } = ix.header;
+  const { chunkSize, pieceSize, device } = ix.header;
   assert.ok(Number.isSafeInteger(chunkSize) && chunkSize > 0, what);
-  assert.equal(ix.entries.length, Math.ceil(device.size / chunkSize), `${what}: entry count`);
+  assert.ok(chunkSize % pieceSize === 0 && chunkSize / pieceSize <= 64, what);
+  const e = ix.entries;
+  assert.equal(e.length, Math.ceil(device.size / chunkSize), `${what}: entry count`);
   for (const p of ix.packs) assert.match(p, /^[0-9a-f]{32}$/, what);
-  ix.entries.toArray().forEach((e, i) => {
-    assert.ok(e.kind === ENTRY_ZERO || e.kind === ENTRY_DATA, `${what}: entry ${i} kind`);
-    assert.equal(e.plainLength, Math.min(chunkSize, device.size - i * chunkSize), `${what}: entry ${i} plain length`);
-    if (e.kind === ENTRY_DATA) {
-      assert.ok(e.packOrdinal < ix.packs.length, `${what}: entry ${i} pack`);
+  for (let i = 0; i < e.length; i++) {
+    const regionLength = Math.min(chunkSize, device.size - i * chunkSize);
+    assert.equal(e.regionLength(i), regionLength, `${what}: entry ${i} region length`);
+    for (const r of [2 * i, 2 * i + 1]) {
+      if (!e.hasRef(r)) continue;
+      assert.ok(e.refPack(r) < ix.packs.length, `${what}: ref ${r} pack`);
       // what a restore allocates and where it seeks: bounded
-      assert.ok(e.length >= 56 && e.length <= 56 + 64 * 1024 * 1024 + 1024, `${what}: entry ${i} envelope length ${e.length}`);
-      assert.ok(Number.isSafeInteger(e.offset + e.length), `${what}: entry ${i} envelope offset ${e.offset}`);
+      assert.ok(e.refLength(r) >= 56 && e.refLength(r) <= 56 + 64 * 1024 * 1024 + 1024, `${what}: ref ${r} envelope length`);
+      assert.ok(Number.isSafeInteger(e.refOffset(r) + e.refLength(r)), `${what}: ref ${r} envelope offset`);
+      assert.equal(e.refPlain(r), r % 2 ? maskLength(e.patchMask(i), pieceSize, regionLength) : regionLength, `${what}: ref ${r} plain length`);
+      assert.equal(e.refId(r).length, 32);
     }
-    assert.equal(e.id.length, 32);
-  });
+    if (e.hasPatch(i)) assert.ok(e.patchMask(i) > 0n && e.patchMask(i) >> BigInt(Math.ceil(regionLength / pieceSize)) === 0n, `${what}: entry ${i} mask`);
+    else assert.equal(e.patchMask(i), 0n);
+  }
 }
 
 describe('backup index', () => {
@@ -101,18 +115,19 @@ describe('backup index', () => {
       });
     }
 
-    test('a zero entry reads as zeros whatever its unchecked fields hold, and is written back as zeros', () => {
-      const ix = sampleIndex(3 * 4096, 4096); // entry 1 is a zero chunk
+    test('a zero base reads as no chunk whatever its unchecked fields hold, and is written back as zeros', () => {
+      const ix = sampleIndex(3 * 4096, 4096); // entry 1 is a zero base without patch
       const b = encodeIndex(ix);
       const e1 = entriesAt(b) + INDEX_ENTRY_SIZE;
-      b.fill(0xab, e1 + 4, e1 + 20); // pack ordinal, offset, envelope length
-      b.fill(0xcd, e1 + 24, e1 + 56); // chunk id
+      b.fill(0xab, e1 + 8, e1 + 24); // base pack ordinal, offset, envelope length
+      b.fill(0xcd, e1 + 28, e1 + 60); // base chunk id
+      b.fill(0xef, e1 + 60, e1 + 112); // the absent patch's ref
       const given = reseal(b);
       const copy = Buffer.from(given);
       const back = decodeIndex(given);
       assert.deepEqual(given, copy, 'decoding does not change the bytes it was given');
-      assert.deepEqual(back.entries.get(1), { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: 4096, id: Buffer.alloc(32) });
-      assert.ok(back.entries.idEquals(1, Buffer.alloc(32)));
+      assert.ok(back.entries.isZero(1) && !back.entries.hasRef(2) && !back.entries.hasRef(3));
+      assert.equal(back.entries.ref(2), undefined);
       assert.deepEqual(encodeIndex(back), encodeIndex(ix));
       assert.ok(back.entries.clone().table.equals(ix.entries.table), 'a clone holds zeros there too');
     });
@@ -128,17 +143,26 @@ describe('backup index', () => {
       t.setData(0, 7, 2 ** 40 + 3, 0xffffffff, 4096, Buffer.alloc(32, 9));
       t.setZero(1, 100);
       t.setData(2, 0, 0, 56, 1, Buffer.alloc(32, 1));
-      assert.deepEqual(t.get(0), { kind: ENTRY_DATA, packOrdinal: 7, offset: 2 ** 40 + 3, length: 0xffffffff, plainLength: 4096, id: Buffer.alloc(32, 9) });
-      assert.deepEqual(t.get(1), { kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: 100, id: Buffer.alloc(32) });
-      assert.ok(t.idEquals(2, Buffer.alloc(32, 1)) && !t.idEquals(2, Buffer.alloc(32, 2)));
+      t.setPatch(2, 0b101n, 3, 2 ** 35, 99, 2, Buffer.alloc(32, 4));
+      assert.deepEqual(t.ref(0), { packOrdinal: 7, offset: 2 ** 40 + 3, length: 0xffffffff, plainLength: 4096, id: Buffer.alloc(32, 9) });
+      assert.equal(t.ref(1), undefined, 'no patch on region 0');
+      assert.ok(t.isZero(1) && t.regionLength(1) === 100);
+      assert.deepEqual(t.ref(5), { packOrdinal: 3, offset: 2 ** 35, length: 99, plainLength: 2, id: Buffer.alloc(32, 4) });
+      assert.equal(t.patchMask(2), 0b101n);
+      assert.ok(t.refIdEquals(4, Buffer.alloc(32, 1)) && !t.refIdEquals(4, Buffer.alloc(32, 2)));
       const c = t.clone();
       c.setZero(0, 4096);
-      c.setPackOrdinal(2, 5);
-      assert.equal(t.kind(0), ENTRY_DATA);
-      assert.equal(t.packOrdinal(2), 0);
-      assert.deepEqual(IndexEntries.from(t.toArray()), t);
-      // a data entry turned into a zero entry leaves nothing of it behind
-      assert.deepEqual(c.table.subarray(0, INDEX_ENTRY_SIZE), IndexEntries.from([{ kind: ENTRY_ZERO, packOrdinal: 0, offset: 0, length: 0, plainLength: 4096, id: Buffer.alloc(32) }]).table);
+      c.setRefPack(4, 5);
+      c.relocate(5, 1, 12, 70);
+      assert.ok(t.baseIsData(0));
+      assert.equal(t.refPack(4), 0);
+      assert.deepEqual(c.ref(5), { packOrdinal: 1, offset: 12, length: 70, plainLength: 2, id: Buffer.alloc(32, 4) });
+      // a data region turned into zeros leaves nothing of it behind; setData drops the patch
+      const z = IndexEntries.alloc(1);
+      z.setZero(0, 4096);
+      assert.deepEqual(c.table.subarray(0, INDEX_ENTRY_SIZE), z.table);
+      c.setData(2, 0, 0, 56, 1, Buffer.alloc(32, 1));
+      assert.ok(!c.hasPatch(2) && c.patchMask(2) === 0n);
     });
 
     test('indexKey and parseIndexKey round-trip and refuse other keys', () => {
@@ -176,7 +200,8 @@ describe('backup index', () => {
     const cases: Array<[string, (b: Buffer) => Buffer]> = [
       ['wrong magic', (b) => { b.write('BKPX', 0, 'latin1'); return b; }],
       ['version 0', (b) => { b.writeUInt16LE(0, 4); return b; }],
-      ['version 2', (b) => { b.writeUInt16LE(2, 4); return b; }],
+      ['version 1', (b) => { b.writeUInt16LE(1, 4); return b; }],
+      ['version 3', (b) => { b.writeUInt16LE(3, 4); return b; }],
       ['header length past the end', (b) => { b.writeUInt32LE(b.length, 8); return b; }],
       ['header length of 0', (b) => { b.writeUInt32LE(0, 8); return b; }],
       ['header that is not JSON', (b) => { b.write('#', 12, 'latin1'); return b; }],
@@ -185,9 +210,18 @@ describe('backup index', () => {
       ['one entry more than the device needs', (b) => withEntryCount(b, +1)],
       ['entry count saying more than the table holds', (b) => { b.writeUInt32LE(b.readUInt32LE(entriesAt(b) - 4) + 1, entriesAt(b) - 4); return b; }],
       ['entry of unknown kind', (b) => { b.writeUInt8(2, entriesAt(b)); return b; }],
-      ['data entry naming a pack that is not listed', (b) => { b.writeUInt32LE(2, entriesAt(b) + 4); return b; }],
-      ['entry with the wrong plain length', (b) => { b.writeUInt32LE(4095, entriesAt(b) + 20); return b; }],
-      ['last entry with a full plain length on a partial chunk', (b) => { b.writeUInt32LE(4096, entriesAt(b) + 3 * INDEX_ENTRY_SIZE + 20); return b; }],
+      ['entry with an unknown flag', (b) => { b.writeUInt8(2, entriesAt(b) + 1); return b; }],
+      ['entry with a non-zero reserved field', (b) => { b.writeUInt8(1, entriesAt(b) + 3); return b; }],
+      ['data base naming a pack that is not listed', (b) => { b.writeUInt32LE(2, entriesAt(b) + 8); return b; }],
+      ['patch naming a pack that is not listed', (b) => { b.writeUInt32LE(2, entriesAt(b) + 60); return b; }],
+      ['entry with the wrong region length', (b) => { b.writeUInt32LE(4095, entriesAt(b) + 4); return b; }],
+      ['base with the wrong plain length', (b) => { b.writeUInt32LE(4095, entriesAt(b) + 24); return b; }],
+      ['patch with the wrong plain length', (b) => { b.writeUInt32LE(4096, entriesAt(b) + 76); return b; }],
+      ['patch mask of no piece', (b) => { b.writeBigUInt64LE(0n, entriesAt(b) + 112); return b; }],
+      ['patch mask past the region', (b) => { b.writeBigUInt64LE(1n << 4n, entriesAt(b) + 112); return b; }],
+      ['patch mask without a patch', (b) => { b.writeBigUInt64LE(1n, entriesAt(b) + INDEX_ENTRY_SIZE + 112); return b; }],
+      ['base envelope shorter than its header', (b) => { b.writeUInt32LE(55, entriesAt(b) + 20); return b; }],
+      ['last entry with a full region length on a partial region', (b) => { b.writeUInt32LE(4096, entriesAt(b) + 3 * INDEX_ENTRY_SIZE + 4); return b; }],
     ];
     for (const [what, damage] of cases) {
       test(`${what} (with a correct checksum)`, () => {
@@ -213,7 +247,10 @@ describe('backup index', () => {
       ['fractional device size', { device: { ...ix.header.device, size: 12298.5 } }],
       ['negative device size', { device: { ...ix.header.device, size: -1 } }],
       ['device size as a string', (h) => ({ ...h, device: { ...h.device, size: String(h.device.size) } })],
-      ['format version 2 in the header', (h) => ({ ...h, formatVersion: 2 })],
+      ['format version 1 in the header', (h) => ({ ...h, formatVersion: 1 })],
+      ['no piece size', (h) => ({ ...h, pieceSize: undefined })],
+      ['piece size that does not divide the chunk size', { pieceSize: 3000 }],
+      ['more than 64 pieces per region', { pieceSize: 32 }],
       ['no device', (h) => ({ ...h, device: undefined })],
       ['no backup id', (h) => ({ ...h, backupId: 7 })],
       ['header null', () => null],
@@ -239,7 +276,7 @@ describe('backup index', () => {
       const mode = int(10);
       if (mode === 0) b = bytes(int(300));
       else if (mode === 1) {
-        b = Buffer.concat([Buffer.from('BKPI\x01\x00\x00\x00', 'latin1'), bytes(int(300)), Buffer.alloc(32)]);
+        b = Buffer.concat([Buffer.from('BKPI\x02\x00\x00\x00', 'latin1'), bytes(int(300)), Buffer.alloc(32)]);
         b = reseal(b);
       } else {
         b = Buffer.from(samples[int(samples.length)]!);

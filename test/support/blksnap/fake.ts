@@ -198,12 +198,7 @@ export class BlksnapFake implements BlksnapDriver {
         } finally {
           // Saved even when fn threw: like the module, a failing control can have effects
           // (TAKE's EFAULT drops the snapshot).
-          const after = JSON.stringify(s);
-          if (after !== before) {
-            const tmp = `${this.statePath}.${process.pid}.tmp`;
-            await writeFile(tmp, after);
-            await rename(tmp, this.statePath);
-          }
+          if (JSON.stringify(s) !== before) await this.saveState(s);
         }
       } finally {
         await unlink(join(this.dir, 'state.lock')).catch(() => undefined);
@@ -212,6 +207,13 @@ export class BlksnapFake implements BlksnapDriver {
       release();
       if (inProcess.get(this.dir) === chained) inProcess.delete(this.dir);
     }
+  }
+
+  /** Replaces the state file (a new file each time: readers notice by its inode). Under the lock. */
+  private async saveState(s: FakeState): Promise<void> {
+    const tmp = `${this.statePath}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(s));
+    await rename(tmp, this.statePath);
   }
 
   /** A copy of the state, for assertions. */
@@ -316,6 +318,7 @@ export class BlksnapFake implements BlksnapDriver {
       if (offset < 0 || offset + data.length > capacity) throw errnoError('ENOSPC', 'write');
       if (data.length === 0) return;
       const chunk = s.config.chunkSize;
+      let copiedAny = false;
       for (const [id, snap] of Object.entries(s.snapshots)) {
         const img = snap.images[key];
         if (!snap.taken || !img || img.corrupted) continue;
@@ -338,10 +341,14 @@ export class BlksnapFake implements BlksnapDriver {
           }
           img.cow.push(c);
           copied.add(c);
+          copiedAny = true;
           snap.usedBytes += chunk;
           this.maybeLowSpace(s, snap);
         }
       }
+      // the copy-on-write records are on disk before the original changes: a reader that sees the
+      // new bytes then sees a new state too (readImage)
+      if (copiedAny) await this.saveState(s);
       const fh = await open(orig, 'r+');
       try {
         await fh.write(data, 0, data.length, offset);
@@ -395,16 +402,25 @@ export class BlksnapFake implements BlksnapDriver {
     };
   }
 
-  /** Snapshot-time bytes: COW chunks where the original was overwritten, the original elsewhere. */
+  /**
+   * Snapshot-time bytes: COW chunks where the original was overwritten, the original elsewhere.
+   *
+   * Reads take no lock (a backup reads a whole device through here, and the state file is parsed
+   * only when it changed): they read with the state as it was, then check that the state did not
+   * change meanwhile, and read again when it did. A write persists its copy-on-write record before
+   * it touches the original (see write), so a read that saw new bytes in the original always sees
+   * a new state afterwards.
+   */
   async readImage(image: DevId, buffer: Buffer, length: number, position: number): Promise<number> {
-    return this.locked(async (s) => {
-      const found = BlksnapFake.findImage(s, image);
-      if (!found) throw errnoError('ENXIO', 'read');
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const s = await this.currentState();
+      const found = s && BlksnapFake.findImage(s, image);
+      if (!s || !found) throw errnoError('ENXIO', 'read');
       if (found.img.corrupted) throw errnoError('EIO', 'read');
       const end = Math.min(found.img.capacity, position + length);
       if (end <= position) return 0;
       const chunk = s.config.chunkSize;
-      const copied = new Set(found.img.cow);
+      const copied = this.cowSet(found.img);
       const orig = s.devices[found.key]!;
       // one read per run of chunks from the same file (not one per COW chunk): benchmarks read
       // whole devices through the fake
@@ -417,9 +433,34 @@ export class BlksnapFake implements BlksnapDriver {
         await BlksnapFake.readAt(from, buffer, pos - position, segEnd - pos, pos);
         pos = segEnd;
       }
-      return end - position;
-    });
+      if ((await this.currentState()) === s) return end - position;
+    }
+    throw errnoError('EIO', 'read'); // the state never held still: a writer that never stops
   }
+
+  /** The state as the file holds it now, parsed again only when the file was replaced; null before any. */
+  private async currentState(): Promise<FakeState | null> {
+    const st = await stat(this.statePath, { bigint: true }).catch((e: unknown) => {
+      if (isSystemError(e, 'ENOENT')) return null;
+      throw e;
+    });
+    if (!st) return null;
+    const c = this.stateCache;
+    if (c && c.ino === st.ino && c.mtimeNs === st.mtimeNs && c.size === st.size) return c.state;
+    const state = JSON.parse(await readFile(this.statePath, 'utf8')) as FakeState;
+    // keyed by what was seen before reading: a file replaced in between is read again next time
+    this.stateCache = { ino: st.ino, mtimeNs: st.mtimeNs, size: st.size, state };
+    return state;
+  }
+
+  private cowSet(img: StoredImage): Set<number> {
+    let set = this.cowSets.get(img);
+    if (!set) this.cowSets.set(img, (set = new Set(img.cow)));
+    return set;
+  }
+
+  private stateCache: { ino: bigint; mtimeNs: bigint; size: bigint; state: FakeState } | undefined;
+  private readonly cowSets = new WeakMap<StoredImage, Set<number>>();
 
   // --- the controls ---
 
