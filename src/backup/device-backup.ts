@@ -336,36 +336,40 @@ class PieceCompare {
   /** 'same' when nothing changed, a sealed patch, or undefined to store the region whole. */
   async patch(i: number, bytes: Buffer): Promise<'same' | { mask: bigint; id: Buffer; envelope: Buffer; plainLength: number } | undefined> {
     const pe = this.parent.entries;
-    const old = await this.scratch.acquire();
-    let buf = old.ab;
-    let patchBuf: PoolBuffer | undefined;
+    // buffers that go to a worker are ours again only when it answers: one lost with a dead
+    // worker is not given back (the run fails anyway)
+    const held: ArrayBuffer[] = [];
+    const hold = (b: PoolBuffer) => (held.push(b.ab), b);
+    const lend = (ab: ArrayBuffer) => held.splice(held.indexOf(ab), 1);
     try {
+      const old = hold(await this.scratch.acquire());
       let changed: bigint;
       if (pe.isZero(i)) {
         changed = differingPieces(this.g, i, bytes, zerosOf(bytes.length));
       } else {
-        const got = await this.reader.read(i, buf, old.offset);
-        buf = got.buf;
+        lend(old.ab);
+        const got = await this.reader.read(i, old.ab, old.offset);
+        held.push(got.buf);
         if (got.error) return undefined;
-        changed = differingPieces(this.g, i, bytes, new Uint8Array(buf, old.offset, bytes.length));
+        changed = differingPieces(this.g, i, bytes, new Uint8Array(got.buf, old.offset, bytes.length));
       }
       if (changed === 0n) return 'same';
       const action = planRegion(this.g, i, pe.patchMask(i), changed);
       if (action.kind === 'whole') return undefined;
       // the patch: the region's current bytes at every piece of the union, in order
-      patchBuf = await this.scratch.acquire();
+      const pb = hold(await this.scratch.acquire());
       let at = 0;
       for (const run of action.runs) {
         const from = run.offset - i * this.g.regionSize;
-        bytes.copy(Buffer.from(patchBuf.ab, patchBuf.offset + at, run.length), 0, from, from + run.length);
+        bytes.copy(Buffer.from(pb.ab, pb.offset + at, run.length), 0, from, from + run.length);
         at += run.length;
       }
-      const r = await this.pool.seal(patchBuf.ab, patchBuf.offset, at, this.level, undefined, true);
-      patchBuf = { ab: r.buf, offset: patchBuf.offset };
+      lend(pb.ab);
+      const r = await this.pool.seal(pb.ab, pb.offset, at, this.level, undefined, true);
+      held.push(r.buf);
       return { mask: action.mask, id: r.id!, envelope: r.envelope!, plainLength: at };
     } finally {
-      this.scratch.release(buf);
-      if (patchBuf) this.scratch.release(patchBuf.ab);
+      for (const ab of held) this.scratch.release(ab);
     }
   }
 }
