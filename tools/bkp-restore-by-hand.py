@@ -79,7 +79,7 @@ def read_index(path):
     if header.get('formatVersion') != 2:
         raise Damaged(f'{path}: unsupported header formatVersion {header.get("formatVersion")}')
     size, chunk, piece = header['device']['size'], header['chunkSize'], header['pieceSize']
-    if chunk % piece != 0 or chunk // piece > 64:
+    if not isinstance(piece, int) or piece <= 0 or not isinstance(chunk, int) or chunk <= 0 or chunk % piece != 0 or chunk // piece > 64:
         raise Damaged(f'{path}: piece size {piece} does not fit chunk size {chunk}')
     o = 12 + h
     p = u32(body, o)

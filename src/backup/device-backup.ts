@@ -10,6 +10,7 @@ import type { PackWriter } from '../repo/pack-writer.js';
 import type { Repository } from '../repo/repository.js';
 import { IndexEntries, INDEX_VERSION, pieceSizeFor, type BackupIndex, type BackupStats, type CbtState, type DeviceIdentity, type IndexHeader } from '../repo/index-file.js';
 import { RegionReader } from '../repo/region-reader.js';
+import { DamageRecorder } from '../repo/damage.js';
 import { differingPieces, planRegion, regionCount, regionLength, type ByteRun, type RegionGeometry } from './region-plan.js';
 import pLimit from 'p-limit';
 import { BufferPool, type PoolBuffer } from '../shared/buffer-pool.js';
@@ -55,6 +56,8 @@ export interface DeviceBackupRequest {
   onProgress?: (bytesDone: number) => void;
   /** Called after all data is stored, just before the commit: throw to refuse the commit. */
   beforeCommit?: () => void | Promise<void>;
+  /** Warnings (damage of the parent's chunks found while comparing with them). */
+  warn?: (message: string) => void;
 }
 
 export interface DeviceBackupResult {
@@ -102,7 +105,7 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
   const buffers = new BufferPool(chunkSize, bufferCount);
   /** Regions read but not yet applied: their envelopes (at most ~32 MiB) wait in memory. */
   const maxPending = Math.max(bufferCount, Math.floor((32 * 1024 * 1024) / chunkSize));
-  const compare = req.comparePieces && parent ? new PieceCompare(repo, pool, parent, g, req.compressionLevel) : undefined;
+  const compare = req.comparePieces && parent ? new PieceCompare(repo, pool, parent, g, req.compressionLevel, new DamageRecorder(repo.target, 'backup', req.warn ?? (() => {})), req.warn ?? (() => {})) : undefined;
   let failure: unknown;
   let chain: Promise<void> = Promise.resolve();
   const inflight = new Set<Promise<void>>();
@@ -130,7 +133,15 @@ export async function backupDevice(req: DeviceBackupRequest): Promise<DeviceBack
 
   const handle = async (job: RegionJob, r: SealResult, got: number, bytes: Buffer | undefined): Promise<void> => {
     const { i } = job;
-    if (job.kind === 'patch') return store(2 * i + 1, r.id!, r.envelope!, got, job.mask);
+    if (job.kind === 'patch') {
+      if (r.zero && !entries.baseIsData(i)) {
+        // zeros over a zero base: the region is zeros
+        entries.setZero(i, regionLength(g, i));
+        stats.chunksZero++;
+        return;
+      }
+      return store(2 * i + 1, r.id!, r.envelope!, got, job.mask);
+    }
     const length = regionLength(g, i);
     if (r.zero) {
       entries.setZero(i, length);
@@ -328,6 +339,8 @@ class PieceCompare {
     private readonly parent: BackupIndex,
     private readonly g: RegionGeometry,
     private readonly level: number,
+    private readonly damage: DamageRecorder,
+    private readonly warn: (message: string) => void,
   ) {
     this.reader = new RegionReader(repo, pool, parent);
     this.scratch = new BufferPool(g.regionSize, 2);
@@ -350,7 +363,14 @@ class PieceCompare {
         lend(old.ab);
         const got = await this.reader.read(i, old.ab, old.offset);
         held.push(got.buf);
-        if (got.error) return undefined;
+        if (got.error) {
+          // not trusted: the region is stored whole, and no new backup builds on that chunk
+          const r = got.ref!;
+          const packId = this.parent.packs[pe.refPack(r)]!;
+          this.warn(`the previous backup's copy of device bytes ${i * this.g.regionSize}+ is damaged (${got.error}): stored anew, and recorded under damage/`);
+          await this.damage.record({ packId, offset: pe.refOffset(r), length: pe.refLength(r), chunkId: pe.refId(r).toString('hex'), problem: got.error });
+          return undefined;
+        }
         changed = differingPieces(this.g, i, bytes, new Uint8Array(got.buf, old.offset, bytes.length));
       }
       if (changed === 0n) return 'same';

@@ -265,6 +265,7 @@ export async function runBackup(opts: BackupRunOptions): Promise<BackupRunResult
             await lock.assertHeld();
             await session?.assertIntact(device);
           },
+          warn: (m) => warn(`${device}: ${m}`),
         });
         phase.done();
         outcomes.push({

@@ -8,6 +8,7 @@ import type { WorkerReply, WorkerRequest } from './codec-protocol.js';
 
 export interface SealResult {
   buf: ArrayBuffer;
+  /** The plaintext is all zeros (sealed all the same with keepZero). */
   zero: boolean;
   /** SHA-256 of the plaintext (absent for zero chunks). */
   id?: Buffer;

@@ -21,7 +21,8 @@ function isZero(b: Buffer): boolean {
 }
 
 function seal(plain: Buffer, level: number, hint: Uint8Array | undefined, keepZero: boolean): Omit<Extract<WorkerReply, { op: 'seal' }>, 'seq' | 'buf'> {
-  if (!keepZero && isZero(plain)) return { op: 'seal', zero: true };
+  const zero = isZero(plain);
+  if (zero && !keepZero) return { op: 'seal', zero: true };
   const digest = createHash('sha256').update(plain).digest();
   const id = new Uint8Array(32);
   id.set(digest);
@@ -34,7 +35,7 @@ function seal(plain: Buffer, level: number, hint: Uint8Array | undefined, keepZe
   const env = new Uint8Array(ENVELOPE_HEADER_SIZE + payload.length);
   env.set(encodeEnvelopeHeader(digest, compressed ? FLAG_ZSTD : 0, plain.length, payload), 0);
   env.set(payload, ENVELOPE_HEADER_SIZE);
-  return { op: 'seal', zero: false, id: id.buffer, envelope: env.buffer };
+  return { op: 'seal', zero, id: id.buffer, envelope: env.buffer };
 }
 
 parentPort!.on('message', (m: WorkerRequest) => {

@@ -385,11 +385,22 @@ export function patchRuns(regionOffset: number, mask: bigint, pieceSize: number,
 
 /** Bytes the pieces of `mask` cover in a region of `regionLength` bytes. */
 export function maskLength(mask: bigint, pieceSize: number, regionLength: number): number {
-  let n = 0;
-  for (let p = 0; mask >> BigInt(p) !== 0n; p++) {
-    if ((mask >> BigInt(p)) & 1n) n += Math.max(0, Math.min(pieceSize, regionLength - p * pieceSize));
-  }
-  return n;
+  // every masked piece is whole but the region's last, which may be short (decodeIndex calls this
+  // for every patched region: no loop over 64 bits)
+  const lo = Number(mask & 0xffffffffn);
+  const hi = Number(mask >> 32n);
+  const n = popcount32(lo) + popcount32(hi);
+  if (n === 0) return 0;
+  const last = Math.ceil(regionLength / pieceSize) - 1;
+  const lastMasked = last < 32 ? (lo >>> last) & 1 : (hi >>> (last - 32)) & 1;
+  return n * pieceSize - (lastMasked ? pieceSize - (regionLength - last * pieceSize) : 0);
+}
+
+function popcount32(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
 }
 
 function checkRef(body: Buffer, o: number, i: number, what: string, pcount: number, plainLength: number): void {

@@ -21,16 +21,17 @@ export class RegionReader {
 
   /**
    * Region `i` into `dest` at `destOffset`. The buffer travels to a worker and back: use the one
-   * returned, also when `error` says a chunk could not be read or failed its checks.
+   * returned, also when `error` says a chunk (ref `ref` of the index) could not be read or failed
+   * its checks.
    */
-  async read(i: number, dest: ArrayBuffer, destOffset: number): Promise<{ buf: ArrayBuffer; error?: string }> {
+  async read(i: number, dest: ArrayBuffer, destOffset: number): Promise<{ buf: ArrayBuffer; error?: string; ref?: number }> {
     const e = this.index.entries;
     const regionLength = e.regionLength(i);
     let buf = dest;
     if (e.baseIsData(i)) {
       const r = await this.chunk(2 * i, buf, destOffset);
       buf = r.buf;
-      if (r.error) return { buf, error: r.error };
+      if (r.error) return { buf, error: r.error, ref: 2 * i };
     } else {
       new Uint8Array(buf, destOffset, regionLength).fill(0);
     }
@@ -38,7 +39,7 @@ export class RegionReader {
       const plain = e.refPlain(2 * i + 1);
       const r = await this.chunk(2 * i + 1, this.scratch && this.scratch.byteLength >= plain ? this.scratch : new ArrayBuffer(plain), 0);
       this.scratch = r.buf;
-      if (r.error) return { buf, error: r.error };
+      if (r.error) return { buf, error: r.error, ref: 2 * i + 1 };
       const from = new Uint8Array(this.scratch, 0, plain);
       const to = new Uint8Array(buf, destOffset, regionLength);
       let at = 0;

@@ -13,6 +13,10 @@ import { runBkp } from '../support/env.js';
 import { makeImage, scribble, sha256Of } from '../support/data.js';
 import { blksnapHarness, pattern, patternBuffer, type BlksnapHarness } from '../support/blksnap-fake.js';
 import { mulberry32, fuzzSeed } from '../support/random.js';
+import { refsOf } from '../support/index-refs.js';
+import { decodeIndex } from '../../src/repo/index-file.js';
+import { deviceKeyOf } from '../../src/repo/repository.js';
+import { packKey } from '../../src/repo/pack.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -140,6 +144,70 @@ test('--no-snapshot incremental after 1% random 4 KiB writes stores a small shar
     const stored = r.devices[0].stats.bytesStored as number;
     assert.equal(r.devices[0].method.mode, 'digest');
     assert.ok(stored <= 0.25 * fullStored, `incremental stored ${stored} bytes, the full ${fullStored}`);
+    const out = path.join(h.dir, 'out.img');
+    const res = await runBkp(['restore', '--repo', repo, '--backup', r.backupId, '--to', out]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(await sha256Of(out), await sha256Of(img));
+  } finally {
+    await h.cleanup();
+  }
+});
+
+test('zeros written over a patch of a zero region leave a zero region, not a stored patch of zeros', async () => {
+  const h = await blksnapHarness('fake', { portionSectors: 16384 });
+  try {
+    const dev = await h.loop(8 * MiB, pattern(3));
+    const repo = path.join(h.dir, 'repo');
+    const diff = path.join(h.dir, 'diff');
+    await fs.mkdir(diff);
+    assert.equal((await runBkp(['init', '--repo', repo])).code, 0);
+    const c: Ctx = { h, dev, repo, diff, env: { BKP_BLKSNAP_FAKE: h.fakeDir } };
+    await backup(c, 'full');
+    await h.write(dev, MiB, Buffer.alloc(MiB)); // region 1 all zeros: a zero base
+    const a = await backup(c, 'incr');
+    await h.write(dev, MiB + 3 * 64 * KiB, patternBuffer(5, 0, 4 * KiB)); // a patch over it
+    const b = await backup(c, 'incr');
+    await h.write(dev, MiB + 3 * 64 * KiB, Buffer.alloc(4 * KiB)); // and zeros over the patch
+    const z = await backup(c, 'incr');
+    const region1 = async (id: string) => {
+      const idx = decodeIndex(await fs.readFile(path.join(repo, 'backups', id, `${deviceKeyOf(dev)}.idx`)));
+      return { zero: idx.entries.isZero(1), patch: idx.entries.hasPatch(1) };
+    };
+    assert.deepEqual(await region1(a.id), { zero: true, patch: false });
+    assert.deepEqual(await region1(b.id), { zero: false, patch: true });
+    assert.deepEqual(await region1(z.id), { zero: true, patch: false }, 'zeros over zeros are a zero region');
+    assert.equal(z.dev.stats.bytesStored, 0);
+    assert.equal(await restoreHash(c, z.id), await sha256Of(dev));
+  } finally {
+    await h.cleanup();
+  }
+});
+
+test('a damaged chunk of the previous backup met by the digest comparison: stored anew, recorded, warned', async () => {
+  const h = await blksnapHarness('fake');
+  try {
+    const img = path.join(h.dir, 'disk.img');
+    const repo = path.join(h.dir, 'repo');
+    await makeImage(img, 16 * MiB, 'granular-damage');
+    assert.equal((await runBkp(['init', '--repo', repo])).code, 0);
+    const full = await runBkp(['full', '--repo', repo, '--device', img, '--no-snapshot', '--json']);
+    assert.equal(full.code, 0, full.stderr);
+    const id = JSON.parse(full.stdout).backupId as string;
+    // a data region of the full, damaged in its pack; then one of its pieces changes on the device
+    const idx = decodeIndex(await fs.readFile(path.join(repo, 'backups', id, `${deviceKeyOf(img)}.idx`)));
+    const victim = refsOf(idx).find((r) => r.r % 2 === 0 && r.length > 4096)!;
+    const pack = path.join(repo, packKey(victim.packId));
+    const bytes = await fs.readFile(pack);
+    bytes[victim.offset + 56 + 100]! ^= 0xff;
+    await fs.writeFile(pack, bytes);
+    const fh = await fs.open(img, 'r+');
+    await fh.write(Buffer.alloc(4096, 7), 0, 4096, victim.i * MiB + 8192);
+    await fh.close();
+    const inc = await runBkp(['incr', '--repo', repo, '--device', img, '--no-snapshot', '--json']);
+    assert.equal(inc.code, 0, inc.stderr);
+    assert.match(inc.stderr, /previous backup's copy of device bytes \d+\+ is damaged .*recorded under damage\//);
+    assert.ok((await fs.readdir(path.join(repo, 'damage', victim.packId))).length >= 1, 'a damage record');
+    const r = JSON.parse(inc.stdout);
     const out = path.join(h.dir, 'out.img');
     const res = await runBkp(['restore', '--repo', repo, '--backup', r.backupId, '--to', out]);
     assert.equal(res.code, 0, res.stderr);

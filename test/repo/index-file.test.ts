@@ -325,3 +325,20 @@ function withHeader(b: Buffer, h: unknown): Buffer {
   len.writeUInt32LE(json.length);
   return reseal(Buffer.concat([b.subarray(0, 8), len, json, b.subarray(12 + hlen)]));
 }
+
+test(`maskLength agrees with counting piece by piece (seed ${SEED})`, () => {
+  const rnd = mulberry32(SEED ^ 0x6d61736b);
+  const slow = (mask: bigint, piece: number, len: number) => {
+    let n = 0;
+    for (let p = 0; p < 64; p++) if ((mask >> BigInt(p)) & 1n) n += Math.max(0, Math.min(piece, len - p * piece));
+    return n;
+  };
+  for (let k = 0; k < 5000; k++) {
+    const piece = [512, 4096, 65536][Math.floor(rnd() * 3)]!;
+    const pieces = 1 + Math.floor(rnd() * 64);
+    const len = (pieces - 1) * piece + 1 + Math.floor(rnd() * piece);
+    let mask = 0n;
+    for (let p = 0; p < pieces; p++) if (rnd() < 0.3) mask |= 1n << BigInt(p);
+    assert.equal(maskLength(mask, piece, len), slow(mask, piece, len), `${mask.toString(16)} ${piece} ${len}`);
+  }
+});

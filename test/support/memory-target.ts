@@ -22,6 +22,7 @@ export class MemoryTarget implements Target {
     const parts = body instanceof Uint8Array ? [body] : body;
     const data = Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
     await Promise.resolve(); // like every real target, put completes asynchronously
+    opts.signal?.throwIfAborted(); // another upload of the run failed: store nothing
     if (opts.ifAbsent && this.objects.has(key)) throw new ObjectExistsError(key, this.location);
     this.objects.set(key, { data, mtimeMs: Date.now() });
   }
